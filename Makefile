@@ -1,0 +1,78 @@
+# iSIKHNAS infrastructure: entry points. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+STATE    := $(CURDIR)/.state
+VENV     := $(STATE)/venv
+BIN      := $(VENV)/bin
+PYTHON   ?=
+# One ANSIBLE_HOME per make run: parallel runs and CI never share ~/.ansible.
+RUN_ID   := $(shell date +%Y%m%d-%H%M%S)-$(shell echo $$$$)
+export ANSIBLE_HOME := $(STATE)/ansible/$(RUN_ID)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR ?= false
+export PATH := $(BIN):$(PATH)
+export MOLECULE_GLOB := molecule/*/molecule.yml
+export PY_COLORS := 0
+
+SCENARIOS ?= $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+S        ?=
+DISTRO   ?=
+STAGE    := tests/stage
+
+.PHONY: help venv images dockerd lint unit molecule molecule-all test lab lab-down clean
+
+help: ## List the entry points
+	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: requirements.txt
+	@py=$$(PYTHON="$(PYTHON)" tests/find-python) && echo "venv: $$py" && \
+	  { [ -x $(BIN)/python ] || "$$py" -m venv $(VENV); } && \
+	  $(BIN)/pip install --quiet --upgrade pip && \
+	  $(BIN)/pip install --quiet -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed ## Create the controller virtualenv (Python >= 3.12) from requirements.txt
+
+dockerd: ## Install docker.io/debootstrap if missing and start the Docker engine
+	@tests/images/dockerd-up
+
+images: ## Build the local systemd base images (only when their recipe changed)
+	@tests/images/build >/dev/null
+
+lint: venv ## yamllint, ansible-lint (production profile), ruff, syntax of every playbook
+	yamllint --strict .
+	ansible-lint --offline --profile production
+	ruff check tests molecule
+	ruff format --check tests molecule
+	for p in playbooks/*.yml; do ansible-playbook --syntax-check -i inventories/lab "$$p" >/dev/null; done
+
+unit: venv ## Python unit tests (controller side)
+	pytest -q tests/unit
+
+molecule: venv dockerd images ## One scenario: make molecule S=common [DISTRO=bookworm|trixie]
+	@test -n "$(S)" || { echo "usage: make molecule S=<scenario> (one of: $(SCENARIOS))"; exit 2; }
+	tests/molecule-scenario $(S) $(DISTRO)
+
+molecule-all: venv dockerd images ## Every molecule scenario, one after the other
+	@for s in $(SCENARIOS); do $(STAGE) molecule:$$s tests/molecule-scenario $$s $(DISTRO) || exit 1; done
+
+test: ## Everything CI runs: lint, unit tests, every molecule scenario (prints each stage's time)
+	@rm -f $(STATE)/stages.log
+	@$(STAGE) venv $(MAKE) --no-print-directory venv
+	@$(STAGE) images $(MAKE) --no-print-directory images
+	@$(STAGE) lint $(MAKE) --no-print-directory lint
+	@$(STAGE) unit $(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory molecule-all
+	@$(STAGE) --summary
+
+lab: venv dockerd images ## Bring up the whole system locally (containers + emulated AWS) and converge site.yml
+	ansible-playbook -i inventories/lab playbooks/lab_up.yml
+	ansible-playbook -i inventories/lab playbooks/site.yml
+
+lab-down: venv ## Remove the lab's containers and networks
+	ansible-playbook -i inventories/lab playbooks/lab_down.yml
+
+clean: ## Remove per-run Ansible homes and caches (keeps the venv)
+	rm -rf $(STATE)/ansible $(STATE)/facts $(STATE)/cp
