@@ -6,6 +6,7 @@ SHELL := /bin/bash
 STATE    := $(CURDIR)/.state
 VENV     := $(STATE)/venv
 BIN      := $(VENV)/bin
+DVENV    := $(STATE)/daemons-venv
 PYTHON   ?=
 # One ANSIBLE_HOME per make run: parallel runs and CI never share ~/.ansible.
 RUN_ID   := $(shell date +%Y%m%d-%H%M%S)-$(shell echo $$$$)
@@ -21,7 +22,8 @@ S        ?=
 DISTRO   ?=
 STAGE    := tests/stage
 
-.PHONY: help venv images dockerd lint unit molecule molecule-all test lab lab-down clean
+.PHONY: help venv daemons-venv images dockerd host-deps lint unit daemons aws molecule molecule-all test lab \
+        lab-test lab-down clean
 
 help: ## List the entry points
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +36,18 @@ $(VENV)/.installed: requirements.txt
 	@touch $@
 
 venv: $(VENV)/.installed ## Create the controller virtualenv (Python >= 3.12) from requirements.txt
+
+$(DVENV)/.installed: files/daemons/pyproject.toml
+	@py=$$(PYTHON="$(PYTHON)" tests/find-python) && \
+	  { [ -x $(DVENV)/bin/python ] || "$$py" -m venv $(DVENV); } && \
+	  $(DVENV)/bin/pip install --quiet --upgrade pip && \
+	  $(DVENV)/bin/pip install --quiet -e 'files/daemons[dev]'
+	@touch $@
+
+daemons-venv: $(DVENV)/.installed ## Create the daemons' development virtualenv
+
+host-deps: ## Install controller packages the tests need (PostgreSQL + PostGIS) when missing
+	@tests/host-deps
 
 dockerd: ## Install docker.io/debootstrap if missing and start the Docker engine
 	@tests/images/dockerd-up
@@ -48,8 +62,15 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff, syntax of every
 	ruff format --check tests molecule
 	for p in playbooks/*.yml; do ansible-playbook --syntax-check -i inventories/lab "$$p" >/dev/null; done
 
-unit: venv ## Python unit tests (controller side)
+unit: venv ## Controller-side unit tests (inventory, role contract)
 	pytest -q tests/unit
+
+daemons: daemons-venv host-deps ## The daemons package: ruff, mypy --strict, pytest (real PostgreSQL, moto)
+	cd files/daemons && $(DVENV)/bin/ruff check . && $(DVENV)/bin/ruff format --check . && \
+	  $(DVENV)/bin/mypy && $(DVENV)/bin/pytest -q
+
+aws: venv ## AWS playbooks against a moto server on loopback: topology, idempotence, check mode, teardown
+	pytest -q tests/aws
 
 molecule: venv dockerd images ## One scenario: make molecule S=common [DISTRO=bookworm|trixie]
 	@test -n "$(S)" || { echo "usage: make molecule S=<scenario> (one of: $(SCENARIOS))"; exit 2; }
@@ -58,18 +79,23 @@ molecule: venv dockerd images ## One scenario: make molecule S=common [DISTRO=bo
 molecule-all: venv dockerd images ## Every molecule scenario, one after the other
 	@for s in $(SCENARIOS); do $(STAGE) molecule:$$s tests/molecule-scenario $$s $(DISTRO) || exit 1; done
 
-test: ## Everything CI runs: lint, unit tests, every molecule scenario (prints each stage's time)
+test: ## Everything CI runs: lint, unit, daemons, AWS and every molecule scenario (prints each stage's time)
 	@rm -f $(STATE)/stages.log
 	@$(STAGE) venv $(MAKE) --no-print-directory venv
 	@$(STAGE) images $(MAKE) --no-print-directory images
 	@$(STAGE) lint $(MAKE) --no-print-directory lint
 	@$(STAGE) unit $(MAKE) --no-print-directory unit
+	@$(STAGE) daemons $(MAKE) --no-print-directory daemons
+	@$(STAGE) aws $(MAKE) --no-print-directory aws
 	@$(MAKE) --no-print-directory molecule-all
 	@$(STAGE) --summary
 
 lab: venv dockerd images ## Bring up the whole system locally (containers + emulated AWS) and converge site.yml
 	ansible-playbook -i inventories/lab playbooks/lab_up.yml
 	ansible-playbook -i inventories/lab playbooks/site.yml
+
+lab-test: ## make lab twice; the second run must report changed=0 everywhere
+	tests/lab-idempotence
 
 lab-down: venv ## Remove the lab's containers and networks
 	ansible-playbook -i inventories/lab playbooks/lab_down.yml

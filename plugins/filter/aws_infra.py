@@ -143,6 +143,11 @@ def aws_dns_host_records(instances: list[dict[str, Any]], domain: str) -> list[d
     return records
 
 
+def aws_expand(values: list[Any], key: str, base: dict[str, Any]) -> list[dict[str, Any]]:
+    """One copy of ``base`` per value, with ``key`` set to that value (e.g. a cache behaviour per path pattern)."""
+    return [dict(base, **{key: value}) for value in values]
+
+
 def _sources(rule: dict[str, Any]) -> list[str]:
     source = rule.get("from")
     if isinstance(source, str):
@@ -166,5 +171,6 @@ class FilterModule:
             "aws_sg_rules": aws_sg_rules,
             "aws_asg_tags": aws_asg_tags,
             "aws_dns_record": aws_dns_record,
+            "aws_expand": aws_expand,
             "aws_dns_host_records": aws_dns_host_records,
         }

@@ -7,9 +7,7 @@ import os
 import socket
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -108,12 +106,6 @@ def scalar(conn: psycopg2.extensions.connection, sql: str, params: tuple[Any, ..
     return None if row is None else row[0]
 
 
-def run_in_thread(target: Callable[[], Any]) -> threading.Thread:
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread
-
-
 # -- processes -----------------------------------------------------------------------------------
 
 BIN = Path(sys.executable).parent
@@ -139,18 +131,42 @@ def base_env(endpoint: str, notify: str) -> dict[str, str]:
     }
 
 
-def receive_until(sock: socket.socket, wanted: bytes, timeout: float) -> list[bytes]:
-    got: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.05, deadline - time.monotonic()))
-        try:
-            got.append(sock.recv(4096))
-        except TimeoutError:
-            break
-        if got[-1].startswith(wanted):
-            return got
-    raise AssertionError(f"no {wanted!r} within {timeout}s; got {got}")
+class NotifyListener:
+    """A stand-in for systemd's notification socket: reads every datagram (as systemd does, so the
+    daemon's queue never fills) and lets the test wait for one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.datagrams: list[bytes] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(self.path)
+        self._sock.settimeout(0.1)
+        self._closed = threading.Event()
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = self._sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._changed:
+                self.datagrams.append(data)
+                self._changed.notify_all()
+
+    def wait_for(self, prefix: bytes, timeout: float = 30) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: any(d.startswith(prefix) for d in self.datagrams), timeout):
+                raise AssertionError(f"no {prefix!r} within {timeout}s; got {self.datagrams[-5:]}")
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(2)
+        self._sock.close()
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import boto3
 import pytest
 from moto.ses.models import ses_backends
 
-from helpers import MOTO_ACCOUNT, base_env, json_lines, receive_until, script
+from helpers import MOTO_ACCOUNT, NotifyListener, base_env, json_lines, script
 
 
 def test_email_sender_process_sends_and_drains_on_sigterm(moto_server: str, tmp_path: Path) -> None:
@@ -23,10 +22,8 @@ def test_email_sender_process_sends_and_drains_on_sigterm(moto_server: str, tmp_
     ses = boto3.client("ses", region_name="us-east-1", endpoint_url=moto_server)
     ses.verify_email_identity(EmailAddress="reports@isikhnas.example")
     url = sqs.create_queue(QueueName="e2e-outgoing-email")["QueueUrl"]
-    notify_path = str(tmp_path / "notify.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(notify_path)
-    env = base_env(moto_server, notify_path) | {
+    listener = NotifyListener(tmp_path / "notify.sock")
+    env = base_env(moto_server, listener.path) | {
         "ISIKHNAS_OUTGOING_EMAIL_QUEUE": "e2e-outgoing-email",  # a name, resolved at start
         "ISIKHNAS_EMAIL_FROM": "iSIKHNAS <reports@isikhnas.example>",
     }
@@ -34,7 +31,7 @@ def test_email_sender_process_sends_and_drains_on_sigterm(moto_server: str, tmp_
         [script("isikhnas-email-sender")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        receive_until(listener, b"READY=1", timeout=30)
+        listener.wait_for(b"READY=1")
         body = {"version": 1, "dedup_id": "e2e:1", "to": ["vet@example.org"], "subject": "s", "text": "hello"}
         sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
         backend = ses_backends[MOTO_ACCOUNT]["us-east-1"]
@@ -48,36 +45,38 @@ def test_email_sender_process_sends_and_drains_on_sigterm(moto_server: str, tmp_
         if process.poll() is None:
             process.kill()
             process.communicate()
-    datagrams = receive_until(listener, b"STOPPING=1", timeout=5)
+    listener.wait_for(b"STOPPING=1", timeout=5)
     listener.close()
     assert process.returncode == 0, stderr
     messages = [entry["msg"] for entry in json_lines(stdout)]
     assert "email sent" in messages
     assert "stop requested; drained" in messages
     assert all(entry["daemon"] == "email-sender" for entry in json_lines(stdout))
-    assert b"WATCHDOG=1" in datagrams
+    assert b"WATCHDOG=1" in listener.datagrams
 
 
 @pytest.mark.parametrize(
     ("daemon", "missing"),
     [
+        # every entry point's wiring also runs in test_pipeline_e2e.py
         ("isikhnas-processor", "ISIKHNAS_PROCESSING_QUEUE is required"),
-        ("isikhnas-reporter", "ISIKHNAS_REPORTING_QUEUE is required"),
-        ("isikhnas-inbound-email", "ISIKHNAS_INBOUND_EMAIL_QUEUE is required"),
         ("isikhnas-im-gateway", "ISIKHNAS_IM_WEBHOOK_SECRET (or ISIKHNAS_IM_WEBHOOK_SECRET_FILE) is required"),
-        ("isikhnas-email-sender", "ISIKHNAS_OUTGOING_EMAIL_QUEUE is required"),
+        ("isikhnas-migrate", "ISIKHNAS_DB_DSN is required"),
+        ("isikhnas-processor LOUD", "ISIKHNAS_LOG_LEVEL must be one of debug, info, warning, error"),
     ],
 )
 def test_bad_configuration_exits_78(daemon: str, missing: str) -> None:
+    name, _, level = daemon.partition(" ")
     result = subprocess.run(
-        [script(daemon)],
-        env={"PATH": os.environ.get("PATH", ""), "ISIKHNAS_AWS_REGION": "us-east-1"},
+        [script(name)],
+        env={"PATH": os.environ.get("PATH", ""), "ISIKHNAS_AWS_REGION": "us-east-1"}
+        | ({"ISIKHNAS_LOG_LEVEL": level} if level else {}),
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
     assert result.returncode == 78
-    [entry] = json_lines(result.stdout)
+    [entry] = json_lines(result.stdout or result.stderr)  # migrate logs to stderr
     assert entry["msg"] == "configuration error"
     assert missing in entry["error"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -22,7 +21,16 @@ import psycopg2.extensions
 import pytest
 from moto.ses.models import ses_backends
 
-from helpers import MOTO_ACCOUNT, FakeImProvider, base_env, count_messages, make_queue, receive_until, scalar, script
+from helpers import (
+    MOTO_ACCOUNT,
+    FakeImProvider,
+    NotifyListener,
+    base_env,
+    count_messages,
+    make_queue,
+    scalar,
+    script,
+)
 from isikhnas_daemons.daemons.im_gateway import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from pgcluster import free_port
 
@@ -42,29 +50,36 @@ class Daemon:
 
     def __init__(self, name: str, env: dict[str, str], tmp: Path) -> None:
         self.name = name
-        sock_path = str(tmp / f"{name}-{time.monotonic_ns()}.sock")
-        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.notify.bind(sock_path)
+        self.notify = NotifyListener(tmp / f"{name}-{time.monotonic_ns()}.sock")
         self.log_path = tmp / f"{name}.log"
         self._log: IO[str] = self.log_path.open("a")
         self.process = subprocess.Popen(
             [script(f"isikhnas-{name}")],
-            env=env | {"NOTIFY_SOCKET": sock_path, "PYTHONFAULTHANDLER": "1"},
+            env=env | {"NOTIFY_SOCKET": self.notify.path, "PYTHONFAULTHANDLER": "1"},
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
 
     def ready(self) -> None:
-        receive_until(self.notify, b"READY=1", timeout=30)
+        self.notify.wait_for(b"READY=1")
 
-    def stop(self, sig: int = signal.SIGTERM) -> int:
+    def send(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
             self.process.send_signal(sig)
+
+    def stop(self, sig: int | None = signal.SIGTERM) -> int:
+        """Send ``sig`` (None: it was sent already; a second SIGTERM could hit interpreter shutdown)."""
+        if sig is not None:
+            self.send(sig)
         try:
             return self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: tracebacks into the log
-            self.process.wait(timeout=10)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()  # never leave a daemon behind
+                self.process.wait()
             return -999
         finally:
             self.notify.close()
@@ -137,8 +152,10 @@ def test_pipeline_end_to_end_with_a_processor_crash(
         "ISIKHNAS_IM_LISTEN_PORT": str(webhook_port),
     }
     names = ("inbound-email", "processor", "reporter", "email-sender", "im-gateway")
-    daemons = {name: Daemon(name, env, tmp_path) for name in names}
+    daemons: dict[str, Daemon] = {}
     try:
+        for name in names:
+            daemons[name] = Daemon(name, env, tmp_path)
         for daemon in daemons.values():
             daemon.ready()
 
@@ -177,7 +194,15 @@ def test_pipeline_end_to_end_with_a_processor_crash(
         wait_for(lambda: len(backend.sent_messages) >= EMAILS + 1, "all emails sent")
         wait_for(lambda: len(provider.requests) >= 1, "the IM reply")
         wait_for(lambda: s3.list_objects_v2(Bucket="e2e-reports").get("KeyCount", 0) == 2, "report artefacts")
-        time.sleep(1.5)  # let any duplicate that would slip through arrive
+
+        # every queue drained, including a message the killed processor held (redelivered after its
+        # visibility timeout and recognised as already processed)
+        def drained(url: str) -> Callable[[], bool]:
+            return lambda: count_messages(sqs, url) == 0
+
+        for name, pair in urls.items():
+            wait_for(drained(pair.url), f"{name} to drain")
+        time.sleep(1.0)  # let any duplicate that would slip through arrive
 
         assert scalar(pg, "SELECT count(*) FROM pipeline.field_report") == total
         assert scalar(pg, "SELECT count(*) FROM pipeline.inbound_message WHERE status <> 'accepted'") == 0
@@ -191,5 +216,7 @@ def test_pipeline_end_to_end_with_a_processor_crash(
         for pair in urls.values():
             assert count_messages(sqs, pair.dlq_url) == 0
     finally:
-        statuses = {name: daemon.stop() for name, daemon in daemons.items()}
+        for daemon in daemons.values():
+            daemon.send(signal.SIGTERM)  # all at once: they drain in parallel
+        statuses = {name: daemon.stop(None) for name, daemon in daemons.items()}
     assert statuses == dict.fromkeys(names, 0), {n: daemons[n].log_path.read_text()[-2000:] for n in names}

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +54,19 @@ def test_without_systemd_everything_is_a_noop() -> None:
     assert notifier.ready() is False
     # WATCHDOG_PID naming another process: not ours to ping.
     assert Notifier({"WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}).watchdog_interval is None
+
+
+def test_a_full_receiver_never_blocks_the_daemon(notify_socket: tuple[socket.socket, str]) -> None:
+    _, path = notify_socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as filler:
+        filler.setblocking(False)
+        filler.connect(path)
+        with contextlib.suppress(BlockingIOError):
+            while True:  # fill the receiver's datagram queue; nobody reads it
+                filler.send(b"WATCHDOG=1")
+    started = time.monotonic()
+    assert Notifier({"NOTIFY_SOCKET": path}, timeout=0.2).watchdog() is False
+    assert time.monotonic() - started < 1.5
 
 
 def test_notify_to_a_vanished_socket_does_not_raise(tmp_path: Path) -> None:

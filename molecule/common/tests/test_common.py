@@ -10,7 +10,7 @@ import testinfra
 ADDRESSES = {"common-bookworm": "172.31.1.11", "common-trixie": "172.31.1.12"}
 
 
-@pytest.fixture()
+@pytest.fixture
 def name(host: testinfra.host.Host) -> str:
     return host.backend.get_hostname()
 
@@ -55,10 +55,7 @@ def test_unattended_upgrades_take_security_updates_only(
 def test_journal_is_persistent(host: testinfra.host.Host) -> None:
     machine_id = host.file("/etc/machine-id").content_string.strip()
     assert host.file(f"/var/log/journal/{machine_id}/system.journal").exists
-    assert (
-        "SystemMaxUse=1G"
-        in host.file("/etc/systemd/journald.conf.d/50-isikhnas.conf").content_string
-    )
+    assert "SystemMaxUse=1G" in host.file("/etc/systemd/journald.conf.d/50-isikhnas.conf").content_string
 
 
 def test_admin_account_has_sudo_and_no_password(host: testinfra.host.Host) -> None:
@@ -80,9 +77,7 @@ def test_fleet_listed_in_hosts(host: testinfra.host.Host) -> None:
     assert fleet
     for peer in fleet:
         address = ADDRESSES[peer]
-        resolved = host.check_output(
-            f"getent hosts {peer}.lab.isikhnas.internal"
-        ).split()
+        resolved = host.check_output(f"getent hosts {peer}.lab.isikhnas.internal").split()
         assert resolved[0] == address
 
 
@@ -93,20 +88,14 @@ def test_firewall_ruleset_loaded_and_enabled(host: testinfra.host.Host) -> None:
     assert host.service("nftables").is_enabled
 
 
-def test_firewall_drops_what_is_not_allowed(
-    host: testinfra.host.Host, name: str
-) -> None:
+def test_firewall_drops_what_is_not_allowed(host: testinfra.host.Host, name: str) -> None:
     """Listen on three ports, then knock from outside: SSH and 8081 open, 8082 and 8083 (wrong source) dropped."""
     ports = (8081, 8082, 8083)
     for port in ports:
-        host.run(
-            f"systemd-run --unit=probe-{port} --collect python3 -m http.server {port} --bind 0.0.0.0"
-        )
+        host.run(f"systemd-run --unit=probe-{port} --collect python3 -m http.server {port} --bind 0.0.0.0")
     try:
         for port in ports:
-            host.run(
-                f"timeout 10 sh -c 'until nc -z 127.0.0.1 {port}; do sleep 0.2; done'"
-            )
+            host.run(f"timeout 10 sh -c 'until nc -z 127.0.0.1 {port}; do sleep 0.2; done'")
         address = ADDRESSES[name]
         assert _knock(address, 22), "SSH must be open to the admin networks"
         assert _knock(address, 8081), "common_firewall_rules opens 8081"

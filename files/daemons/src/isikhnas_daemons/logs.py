@@ -12,6 +12,8 @@ import logging
 import sys
 from typing import IO, Any
 
+from isikhnas_daemons.config import ConfigError, Env
+
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is emitted.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -45,6 +47,17 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+LEVELS = ("debug", "info", "warning", "error")
+
+
+def level_from(env: Env) -> tuple[str, ConfigError | None]:
+    """``ISIKHNAS_LOG_LEVEL``, or INFO and the error to report once logging works."""
+    try:
+        return env.choice("ISIKHNAS_LOG_LEVEL", "info", LEVELS), None
+    except ConfigError as exc:
+        return "info", exc
 
 
 def setup(daemon: str, level: str = "INFO", stream: IO[str] | None = None) -> logging.Logger:

@@ -172,7 +172,7 @@ def migrate(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="isikhnas-migrate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="isikhnas-migrate", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--dsn", help="libpq connection string (default: $ISIKHNAS_DB_DSN)")
     parser.add_argument("--dry-run", action="store_true", help="report pending migrations, change nothing")
     parser.add_argument("--lock-timeout", type=int, default=300, help="seconds to wait for another runner")
@@ -182,8 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         environ["ISIKHNAS_DB_DSN"] = args.dsn
     env = Env(environ)
     # Logs go to stderr: stdout carries the JSON result only.
-    log = logs.setup("migrate", env.string("ISIKHNAS_LOG_LEVEL", "INFO"), stream=sys.stderr)
+    level, level_error = logs.level_from(env)
+    log = logs.setup("migrate", level, stream=sys.stderr)
     try:
+        if level_error is not None:
+            raise level_error
         settings = DbSettings.from_env(env, "isikhnas-migrate")
     except ConfigError as exc:
         log.error("configuration error", extra={"error": str(exc)})

@@ -93,11 +93,14 @@ def run(daemon: str, build: Builder, environ: Mapping[str, str] | None = None) -
     """Configure, build and run one daemon; the return value is the process exit status."""
     environ = os.environ if environ is None else environ
     env = Env(environ)
-    log = logs.setup(daemon, env.string("ISIKHNAS_LOG_LEVEL", "INFO"))
+    level, level_error = logs.level_from(env)
+    log = logs.setup(daemon, level)
     stop = threading.Event()
     install_signal_handlers(stop, log)
     notifier = Notifier(environ)
     try:
+        if level_error is not None:
+            raise level_error
         context = Context(env=env, log=log, aws=Aws.create(AwsSettings.from_env(env)), notifier=notifier, stop=stop)
         app = build(context)
     except ConfigError as exc:

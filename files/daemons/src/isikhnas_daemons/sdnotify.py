@@ -1,7 +1,8 @@
 """The systemd notification protocol (``sd_notify(3)``) in a few lines, without libsystemd.
 
 A datagram ``KEY=VALUE\\n...`` goes to the ``AF_UNIX`` socket named in ``NOTIFY_SOCKET``; a leading
-``@`` denotes the abstract namespace. Outside systemd every call is a silent no-op.
+``@`` denotes the abstract namespace. Outside systemd every call is a silent no-op, and a send never
+blocks longer than ``timeout`` (returning False instead).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Mapping
 
 
 class Notifier:
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], *, timeout: float = 2.0) -> None:
+        self._timeout = timeout
         address = environ.get("NOTIFY_SOCKET", "")
         self._address: str | None = None
         if address.startswith("@"):
@@ -43,6 +45,9 @@ class Notifier:
         payload = "\n".join(assignments).encode()
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # A receiver that does not read (its queue is full) must never block the daemon:
+                # a dropped WATCHDOG ping is repeated at the next tick anyway.
+                sock.settimeout(self._timeout)
                 sock.connect(self._address)
                 sock.sendall(payload)
         except OSError:
