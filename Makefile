@@ -21,6 +21,8 @@ SCENARIOS ?= $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/m
 S        ?=
 DISTRO   ?=
 STAGE    := tests/stage
+# This machine's pip configuration names local indexes that may not exist; keep pip's output readable.
+PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
 .PHONY: help venv daemons-venv images dockerd host-deps lint unit daemons aws molecule molecule-all test lab \
         lab-test lab-down clean
@@ -31,8 +33,8 @@ help: ## List the entry points
 $(VENV)/.installed: requirements.txt
 	@py=$$(PYTHON="$(PYTHON)" tests/find-python) && echo "venv: $$py" && \
 	  { [ -x $(BIN)/python ] || "$$py" -m venv $(VENV); } && \
-	  $(BIN)/pip install --quiet --upgrade pip && \
-	  $(BIN)/pip install --quiet -r requirements.txt
+	  $(BIN)/pip install --quiet --upgrade pip $(PIP_QUIET) && \
+	  $(BIN)/pip install --quiet -r requirements.txt $(PIP_QUIET) && $(BIN)/ansible --version >/dev/null
 	@touch $@
 
 venv: $(VENV)/.installed ## Create the controller virtualenv (Python >= 3.12) from requirements.txt
@@ -40,8 +42,8 @@ venv: $(VENV)/.installed ## Create the controller virtualenv (Python >= 3.12) fr
 $(DVENV)/.installed: files/daemons/pyproject.toml
 	@py=$$(PYTHON="$(PYTHON)" tests/find-python) && \
 	  { [ -x $(DVENV)/bin/python ] || "$$py" -m venv $(DVENV); } && \
-	  $(DVENV)/bin/pip install --quiet --upgrade pip && \
-	  $(DVENV)/bin/pip install --quiet -e 'files/daemons[dev]'
+	  $(DVENV)/bin/pip install --quiet --upgrade pip $(PIP_QUIET) && \
+	  $(DVENV)/bin/pip install --quiet -e 'files/daemons[dev]' $(PIP_QUIET) && $(DVENV)/bin/python -c 'import isikhnas_daemons'
 	@touch $@
 
 daemons-venv: $(DVENV)/.installed ## Create the daemons' development virtualenv
