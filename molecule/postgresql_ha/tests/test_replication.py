@@ -8,7 +8,7 @@ import uuid
 import psycopg2
 import testinfra
 
-ADDRESSES = {"db1": "172.31.8.11", "db2": "172.31.8.12", "db3": "172.31.8.13"}
+ADDRESSES = {"ha-db1": "172.31.8.11", "ha-db2": "172.31.8.12", "ha-db3": "172.31.8.13"}
 DSN_ALL = "host=172.31.8.11,172.31.8.12,172.31.8.13 dbname=isikhnas user=isikhnas_app sslmode=require connect_timeout=3"
 PASSWORD = "molecule-only-app-password"
 
@@ -26,7 +26,7 @@ def sql(host: testinfra.host.Host, query: str) -> str:
 def test_one_primary_two_standbys(host: testinfra.host.Host) -> None:
     name = host.backend.get_hostname()
     in_recovery = sql(host, "SELECT pg_is_in_recovery()")
-    assert in_recovery == ("f" if name == "db1" else "t")
+    assert in_recovery == ("f" if name == "ha-db1" else "t")
     status = host.check_output("sudo -u postgres repmgr -f /etc/repmgr.conf cluster show --csv")
     rows = [line.split(",") for line in status.splitlines()]
     assert len(rows) == 3
@@ -37,27 +37,27 @@ def test_one_primary_two_standbys(host: testinfra.host.Host) -> None:
 def test_location_follows_the_zone(host: testinfra.host.Host) -> None:
     name = host.backend.get_hostname()
     conf = host.file("/etc/repmgr.conf").content_string
-    assert f"location='{'zone_b' if name == 'db3' else 'zone_a'}'" in conf
+    assert f"location='{'zone_b' if name == 'ha-db3' else 'zone_a'}'" in conf
 
 
 def test_standbys_stream_over_tls_with_quorum_commit(host: testinfra.host.Host) -> None:
-    if host.backend.get_hostname() != "db1":
-        assert sql(host, "SHOW synchronous_standby_names") == 'ANY 1 ("db1", "db2", "db3")'
+    if host.backend.get_hostname() != "ha-db1":
+        assert sql(host, "SHOW synchronous_standby_names") == 'ANY 1 ("ha-db1", "ha-db2", "ha-db3")'
         return
     rows = sql(
         host,
         "SELECT r.application_name || ':' || r.sync_state || ':' || s.ssl FROM pg_stat_replication r "
         "JOIN pg_stat_ssl s USING (pid) ORDER BY 1",
     ).splitlines()
-    assert rows == ["db2:quorum:true", "db3:quorum:true"]
+    assert rows == ["ha-db2:quorum:true", "ha-db3:quorum:true"]
 
 
 def test_row_written_on_primary_is_read_on_every_standby() -> None:
     marker = str(uuid.uuid4())
-    with connect(ADDRESSES["db1"]) as conn, conn.cursor() as cur:
+    with connect(ADDRESSES["ha-db1"]) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE IF NOT EXISTS replication_probe (marker text PRIMARY KEY, at geography)")
         cur.execute("INSERT INTO replication_probe VALUES (%s, ST_GeogFromText('POINT(106.8456 -6.2088)'))", (marker,))
-    for standby in ("db2", "db3"):
+    for standby in ("ha-db2", "ha-db3"):
         deadline = time.monotonic() + 10
         while True:
             with connect(ADDRESSES[standby]) as conn, conn.cursor() as cur:
@@ -70,7 +70,7 @@ def test_row_written_on_primary_is_read_on_every_standby() -> None:
 
 
 def test_standbys_refuse_writes() -> None:
-    with connect(ADDRESSES["db3"]) as conn, conn.cursor() as cur:
+    with connect(ADDRESSES["ha-db3"]) as conn, conn.cursor() as cur:
         try:
             cur.execute("CREATE TABLE must_fail (id int)")
         except psycopg2.errors.ReadOnlySqlTransaction:

@@ -9,7 +9,7 @@ import time
 import psycopg2
 import testinfra
 
-ADDRESSES = {"db1": "172.31.8.11", "db2": "172.31.8.12", "db3": "172.31.8.13"}
+ADDRESSES = {"ha-db1": "172.31.8.11", "ha-db2": "172.31.8.12", "ha-db3": "172.31.8.13"}
 WRITER_DSN = (
     "host=172.31.8.11,172.31.8.12,172.31.8.13 dbname=isikhnas user=isikhnas_app "
     "password=molecule-only-app-password sslmode=require connect_timeout=1 target_session_attrs=read-write"
@@ -44,15 +44,15 @@ def first_acknowledged_write(deadline_s: float) -> tuple[float, str]:
 
 
 def test_kill_9_of_the_primary_promotes_a_standby_and_fences_the_old_primary() -> None:
-    assert sql("db1", "SELECT pg_is_in_recovery()") == "f"
+    assert sql("ha-db1", "SELECT pg_is_in_recovery()") == "f"
     first_acknowledged_write(5)  # the cluster takes writes before the failure
 
-    node("db1").check_output("kill -9 $(head -n 1 /var/lib/postgresql/*/main/postmaster.pid)")
+    node("ha-db1").check_output("kill -9 $(head -n 1 /var/lib/postgresql/*/main/postmaster.pid)")
     seconds, new_primary = first_acknowledged_write(60)
     print(f"postmaster kill -9: first acknowledged write after {seconds:.1f} s, on {new_primary}")
-    assert new_primary in ("db2", "db3")
+    assert new_primary in ("ha-db2", "ha-db3")
 
-    other = "db3" if new_primary == "db2" else "db2"
+    other = "ha-db3" if new_primary == "ha-db2" else "ha-db2"
     assert sql(new_primary, "SELECT pg_is_in_recovery()") == "f"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -63,7 +63,7 @@ def test_kill_9_of_the_primary_promotes_a_standby_and_fences_the_old_primary() -
     assert sender == ADDRESSES[new_primary], f"{other} does not follow {new_primary} (streams from {sender!r})"
     assert sql(other, "SELECT pg_is_in_recovery()") == "t"
 
-    old = node("db1")
+    old = node("ha-db1")
     version = old.check_output("ls /etc/postgresql")
     start = old.run(f"systemctl start postgresql@{version}-main")
     assert start.rc != 0, "the old primary came back on its own"
