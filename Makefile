@@ -24,7 +24,7 @@ STAGE    := tests/stage
 # This machine's pip configuration names local indexes that may not exist; keep pip's output readable.
 PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: help venv daemons-venv images dockerd host-deps lint unit daemons aws molecule molecule-all test lab \
+.PHONY: help venv daemons-venv images dockerd host-deps lint unit daemons molecule molecule-all test lab \
         lab-test lab-down clean
 
 help: ## List the entry points
@@ -71,9 +71,6 @@ daemons: daemons-venv host-deps ## The daemons package: ruff, mypy --strict, pyt
 	cd files/daemons && $(DVENV)/bin/ruff check . && $(DVENV)/bin/ruff format --check . && \
 	  $(DVENV)/bin/mypy && $(DVENV)/bin/pytest -q
 
-aws: venv ## AWS playbooks against a moto server on loopback: topology, idempotence, check mode, teardown
-	pytest -q tests/aws
-
 molecule: venv dockerd images ## One scenario: make molecule S=common [DISTRO=bookworm|trixie]
 	@test -n "$(S)" || { echo "usage: make molecule S=<scenario> (one of: $(SCENARIOS))"; exit 2; }
 	tests/molecule-scenario $(S) $(DISTRO)
@@ -81,14 +78,13 @@ molecule: venv dockerd images ## One scenario: make molecule S=common [DISTRO=bo
 molecule-all: venv dockerd images ## Every molecule scenario, one after the other
 	@for s in $(SCENARIOS); do $(STAGE) molecule:$$s tests/molecule-scenario $$s $(DISTRO) || exit 1; done
 
-test: ## Everything CI runs: lint, unit, daemons, AWS and every molecule scenario (prints each stage's time)
+test: ## Everything CI runs: lint, unit, daemons and every molecule scenario (prints each stage's time)
 	@rm -f $(STATE)/stages.log
 	@$(STAGE) venv $(MAKE) --no-print-directory venv
 	@$(STAGE) images $(MAKE) --no-print-directory images
 	@$(STAGE) lint $(MAKE) --no-print-directory lint
 	@$(STAGE) unit $(MAKE) --no-print-directory unit
 	@$(STAGE) daemons $(MAKE) --no-print-directory daemons
-	@$(STAGE) aws $(MAKE) --no-print-directory aws
 	@$(MAKE) --no-print-directory molecule-all
 	@$(STAGE) --summary
 
