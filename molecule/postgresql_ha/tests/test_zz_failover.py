@@ -1,72 +1,139 @@
-"""Failover (runs after the replication tests): kill -9 the primary's postmaster, a standby takes over within
-seconds, the other follows it, and the old primary is fenced: its PostgreSQL refuses to start read-write."""
+"""Failover under continuous writes through the writer DSN (runs after the other tests): kill -9 of the
+primary's postmaster and `docker kill` of the primary's container. Each must end with exactly one writable
+primary that holds every acknowledged write, the other standby following it, the db-primary record naming it,
+and the old primary fenced (PostgreSQL refuses to start) until playbooks/db_rejoin.yml brings it back as a
+standby. Then a planned switchover back to ha-db1 through playbooks/db_switchover.yml, with no acknowledged
+write lost, and playbooks/db_status.yml.
+
+Not here yet: the primary cut off from the network. repmgrd on the isolated primary blocks on its TCP
+connection to its own vanished address and never runs child_nodes_disconnect_command (docs/database.md).
+
+Failure-to-first-write limits here are loose (CI shares two cores with other scenarios); bench/failover
+measures the medians."""
 
 from __future__ import annotations
 
-import os
+import subprocess
 import time
 
-import psycopg2
-import testinfra
-
-ADDRESSES = {"ha-db1": "172.31.8.11", "ha-db2": "172.31.8.12", "ha-db3": "172.31.8.13"}
-WRITER_DSN = (
-    "host=172.31.8.11,172.31.8.12,172.31.8.13 dbname=isikhnas user=isikhnas_app "
-    "password=molecule-only-app-password sslmode=require connect_timeout=1 target_session_attrs=read-write"
+from cluster import (
+    ADDRESSES,
+    Writer,
+    dns_primary,
+    node,
+    pg_unit,
+    playbook,
+    primaries,
+    sender,
+    wait_for,
 )
 
-
-def node(name: str) -> testinfra.host.Host:
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
+LIMIT = {"crash": 30.0, "node death": 60.0}
 
 
-def sql(name: str, query: str) -> str:
-    return node(name).check_output(f'sudo -u postgres psql -XAtc "{query}"')
+def docker(*args: str) -> None:
+    subprocess.run(["docker", *args], check=True, capture_output=True)
 
 
-def first_acknowledged_write(deadline_s: float) -> tuple[float, str]:
-    """Seconds until a write through the multi-host writer DSN commits, and the node that took it."""
-    start = time.monotonic()
-    while time.monotonic() - start < deadline_s:
-        try:
-            with psycopg2.connect(WRITER_DSN) as conn, conn.cursor() as cur:
-                cur.execute("CREATE TABLE IF NOT EXISTS failover_probe (id serial PRIMARY KEY, at timestamptz)")
-                cur.execute("INSERT INTO failover_probe (at) VALUES (now())")
-                cur.execute("SELECT host(inet_server_addr())")
-                address = cur.fetchone()[0]
-            names = [n for n, a in ADDRESSES.items() if a == address]
-            assert names, f"the writer answered from an unknown address {address!r}"
-            return time.monotonic() - start, names[0]
-        except psycopg2.Error:
-            time.sleep(0.2)
-    raise AssertionError(f"no write was acknowledged within {deadline_s} s")
+def current_primary() -> str:
+    found = wait_for(lambda: primaries() if len(primaries()) == 1 else None, "exactly one primary", 30)
+    return found[0]
 
 
-def test_kill_9_of_the_primary_promotes_a_standby_and_fences_the_old_primary() -> None:
-    assert sql("ha-db1", "SELECT pg_is_in_recovery()") == "f"
-    first_acknowledged_write(5)  # the cluster takes writes before the failure
+def fail_and_check(kind: str, table: str, inject, restore=None) -> tuple[str, str]:
+    """Inject a failure of the primary under writes; check the takeover. Returns (old, new) primary."""
+    old = current_primary()
+    writer = Writer(table)
+    writer.start()
+    wait_for(lambda: len(writer.acked) >= 20, "writes before the failure", 20)
+    started = time.monotonic()
+    inject(old)
+    try:
+        first = wait_for(lambda: writer.first_ack_after(started, old), f"a write acknowledged after {kind}", 90, 0.1)
+        time.sleep(2)  # keep writing on the new primary for a moment
+    finally:
+        writer.stop()
+    seconds, new = first
+    print(f"\n{kind}: first acknowledged write {seconds:.1f} s after the failure, on {new} (was {old})")
+    assert new != old
+    assert seconds <= LIMIT[kind], f"{kind}: {seconds:.1f} s to the first write, over {LIMIT[kind]} s"
 
-    node("ha-db1").check_output("kill -9 $(head -n 1 /var/lib/postgresql/*/main/postmaster.pid)")
-    seconds, new_primary = first_acknowledged_write(60)
-    print(f"postmaster kill -9: first acknowledged write after {seconds:.1f} s, on {new_primary}")
-    assert new_primary in ("ha-db2", "ha-db3")
+    # exactly one writable primary, holding every acknowledged write; the other standby follows it
+    assert [p for p in primaries() if p != old] == [new]
+    lost = writer.lost_on(new)
+    assert lost == [], f"{kind}: {len(lost)} acknowledged writes lost: {lost[:20]}"
+    other = next(n for n in ADDRESSES if n not in (old, new))
+    wait_for(lambda: sender(other) == ADDRESSES[new], f"{other} to follow {new}", 60)
+    wait_for(lambda: dns_primary() == ADDRESSES[new], f"db-primary to name {new}", 30)
+    print(f"{kind}: {len(writer.acked)} writes acknowledged, none lost; {other} follows; db-primary -> {new}")
 
-    other = "ha-db3" if new_primary == "ha-db2" else "ha-db2"
-    assert sql(new_primary, "SELECT pg_is_in_recovery()") == "f"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        sender = sql(other, "SELECT coalesce((SELECT sender_host FROM pg_stat_wal_receiver), '')")
-        if sender == ADDRESSES[new_primary]:
-            break
-        time.sleep(0.5)
-    assert sender == ADDRESSES[new_primary], f"{other} does not follow {new_primary} (streams from {sender!r})"
-    assert sql(other, "SELECT pg_is_in_recovery()") == "t"
-
-    old = node("ha-db1")
-    version = old.check_output("ls /etc/postgresql")
-    start = old.run(f"systemctl start postgresql@{version}-main")
-    assert start.rc != 0, "the old primary came back on its own"
-    journal = old.check_output(f"journalctl -u postgresql@{version}-main --no-pager -n 30")
+    if restore:
+        restore(old)
+    # fenced: the old primary does not come back read-write on its own
+    unit = pg_unit(old)
+    start = node(old).run(f"systemctl start {unit}")
+    assert start.rc != 0, f"{kind}: the old primary {old} started on its own"
+    journal = node(old).check_output(f"journalctl -u {unit} --no-pager -n 50")
     assert "isikhnas-pg-fence: refusing to start" in journal
-    assert "db_rejoin.yml" in journal
+    assert old not in primaries()
+    return old, new
+
+
+def rejoin(old: str, new: str, again: bool = False) -> None:
+    playbook("db_rejoin.yml", "--limit", old)
+    assert sender(old) == ADDRESSES[new]
+    assert node(old).service("isikhnas-repmgrd").is_running
+    if again:  # a second run has nothing to do
+        assert "changed=0" in playbook("db_rejoin.yml", "--limit", old)
+
+
+def test_kill_9_of_the_postmaster() -> None:
+    def inject(name: str) -> None:
+        node(name).check_output("kill -9 $(head -n 1 /var/lib/postgresql/*/main/postmaster.pid)")
+
+    old, new = fail_and_check("crash", "probe_crash", inject)
+    rejoin(old, new, again=True)
+
+
+def test_docker_kill_of_the_primary_node() -> None:
+    def inject(name: str) -> None:
+        docker("kill", name)
+
+    def restore(name: str) -> None:
+        docker("start", name)
+        wait_for(
+            lambda: node(name).run("systemctl is-system-running").stdout.strip() in ("running", "degraded"),
+            f"{name} to boot",
+            90,
+        )
+
+    old, new = fail_and_check("node death", "probe_node", inject, restore)
+    rejoin(old, new)
+
+
+def test_switchover_back_to_ha_db1_loses_nothing() -> None:
+    writer = Writer("probe_switchover")
+    writer.start()
+    wait_for(lambda: len(writer.acked) >= 20, "writes before the switchover", 20)
+    try:
+        playbook("db_switchover.yml", "-e", "repmgr_switchover_to=ha-db1")
+        wait_for(lambda: writer.first_ack_after(time.monotonic() - 0.5, "") is not None, "writes after", 30)
+        time.sleep(1)
+    finally:
+        writer.stop()
+    assert primaries() == ["ha-db1"]
+    assert writer.lost_on("ha-db1") == []
+    for standby in ("ha-db2", "ha-db3"):
+        wait_for(lambda s=standby: sender(s) == ADDRESSES["ha-db1"], f"{standby} to follow ha-db1", 60)
+    wait_for(lambda: dns_primary() == ADDRESSES["ha-db1"], "db-primary to name ha-db1", 30)
+    print(f"\nswitchover: {len(writer.acked)} writes acknowledged, none lost, {writer.errors} failed attempts")
+    assert "changed=0" in playbook("db_switchover.yml", "-e", "repmgr_switchover_to=ha-db1")
+
+
+def test_status_playbook_shows_the_whole_cluster() -> None:
+    out = playbook("db_status.yml")
+    assert out.count("role: primary") == 1
+    assert out.count("role: standby") == 2
+    assert out.count("streams from 172.31.8.11 (streaming)") == 2
+    for standby in ("ha-db2", "ha-db3"):
+        assert f"standby {standby} | 172.31.8." in out
