@@ -24,7 +24,7 @@ STAGE    := tests/stage
 # This machine's pip configuration names local indexes that may not exist; keep pip's output readable.
 PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
-.PHONY: help venv daemons-venv images dockerd host-deps lint unit daemons molecule molecule-all test lab \
+.PHONY: help venv daemons-venv images dockerd host-deps lint unit daemons aws molecule molecule-all test lab \
         lab-test lab-down clean
 
 help: ## List the entry points
@@ -60,8 +60,8 @@ images: ## Build the local systemd base images (only when their recipe changed)
 lint: venv ## yamllint, ansible-lint (production profile), ruff, syntax of every playbook
 	yamllint --strict .
 	ansible-lint --offline --profile production
-	ruff check tests molecule
-	ruff format --check tests molecule
+	ruff check tests molecule plugins bench/pipeline bench/failover roles/*/files roles/repmgr/files/usr/local/sbin/isikhnas-db-primary-dns
+	ruff format --check tests molecule plugins bench/pipeline bench/failover roles/*/files roles/repmgr/files/usr/local/sbin/isikhnas-db-primary-dns
 	for p in playbooks/*.yml; do ansible-playbook --syntax-check -i inventories/lab "$$p" >/dev/null; done
 
 unit: venv ## Controller-side unit tests (inventory, role contract)
@@ -71,6 +71,9 @@ daemons: daemons-venv host-deps ## The daemons package: ruff, mypy --strict, pyt
 	cd files/daemons && $(DVENV)/bin/ruff check . && $(DVENV)/bin/ruff format --check . && \
 	  $(DVENV)/bin/mypy && $(DVENV)/bin/pytest -q
 
+aws: venv ## Offline AWS tests against moto
+	pytest -q tests/aws
+
 molecule: venv dockerd images ## One scenario: make molecule S=common [DISTRO=bookworm|trixie]
 	@test -n "$(S)" || { echo "usage: make molecule S=<scenario> (one of: $(SCENARIOS))"; exit 2; }
 	tests/molecule-scenario $(S) $(DISTRO)
@@ -78,13 +81,14 @@ molecule: venv dockerd images ## One scenario: make molecule S=common [DISTRO=bo
 molecule-all: venv dockerd images ## Every molecule scenario, one after the other
 	@for s in $(SCENARIOS); do $(STAGE) molecule:$$s tests/molecule-scenario $$s $(DISTRO) || exit 1; done
 
-test: ## Everything CI runs: lint, unit, daemons and every molecule scenario (prints each stage's time)
+test: ## Everything CI runs: lint, unit, daemons, aws and every molecule scenario (prints each stage's time)
 	@rm -f $(STATE)/stages.log
 	@$(STAGE) venv $(MAKE) --no-print-directory venv
 	@$(STAGE) images $(MAKE) --no-print-directory images
 	@$(STAGE) lint $(MAKE) --no-print-directory lint
 	@$(STAGE) unit $(MAKE) --no-print-directory unit
 	@$(STAGE) daemons $(MAKE) --no-print-directory daemons
+	@$(STAGE) aws $(MAKE) --no-print-directory aws
 	@$(MAKE) --no-print-directory molecule-all
 	@$(STAGE) --summary
 
