@@ -21,6 +21,8 @@ SCENARIOS ?= $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/m
 S        ?=
 DISTRO   ?=
 STAGE    := tests/stage
+# Controller-side Python for ruff (scripts without a .py suffix are named one by one).
+RUFF_PATHS := tests molecule plugins bench/pipeline bench/failover roles/*/files roles/repmgr/files/usr/local/sbin/isikhnas-db-primary-dns
 # This machine's pip configuration names local indexes that may not exist; keep pip's output readable.
 PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
@@ -60,8 +62,8 @@ images: ## Build the local systemd base images (only when their recipe changed)
 lint: venv ## yamllint, ansible-lint (production profile), ruff, syntax of every playbook
 	yamllint --strict .
 	ansible-lint --offline --profile production
-	ruff check tests molecule plugins bench/pipeline bench/failover roles/*/files roles/repmgr/files/usr/local/sbin/isikhnas-db-primary-dns
-	ruff format --check tests molecule plugins bench/pipeline bench/failover roles/*/files roles/repmgr/files/usr/local/sbin/isikhnas-db-primary-dns
+	ruff check $(RUFF_PATHS)
+	ruff format --check $(RUFF_PATHS)
 	for p in playbooks/*.yml; do ansible-playbook --syntax-check -i inventories/lab "$$p" >/dev/null; done
 
 unit: venv ## Controller-side unit tests (inventory, role contract)
