@@ -27,7 +27,7 @@ RUFF_PATHS := tests molecule plugins bench/pipeline bench/failover roles/*/files
 PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
 .PHONY: help venv daemons-venv images dockerd host-deps lint unit daemons aws molecule molecule-all test lab \
-        lab-test lab-down clean
+        lab-test lab-check lab-down clean
 
 help: ## List the entry points
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -98,8 +98,12 @@ lab: venv dockerd images ## Bring up the whole system locally (containers + emul
 	ansible-playbook -i inventories/lab playbooks/lab_up.yml
 	ansible-playbook -i inventories/lab playbooks/site.yml
 
-lab-test: ## make lab twice; the second run must report changed=0 everywhere
+lab-test: venv ## make lab twice (the second run must report changed=0), then the lab's behaviour (tests/lab)
 	tests/lab-idempotence
+	pytest -q tests/lab
+
+lab-check: venv ## The lab's behaviour only (tests/lab), on a lab that is up
+	pytest -q tests/lab
 
 lab-down: venv ## Remove the lab's containers and networks
 	ansible-playbook -i inventories/lab playbooks/lab_down.yml

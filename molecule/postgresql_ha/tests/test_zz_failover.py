@@ -1,12 +1,11 @@
 """Failover under continuous writes through the writer DSN (runs after the other tests): kill -9 of the
-primary's postmaster and `docker kill` of the primary's container. Each must end with exactly one writable
-primary that holds every acknowledged write, the other standby following it, the db-primary record naming it,
-and the old primary fenced (PostgreSQL refuses to start) until playbooks/db_rejoin.yml brings it back as a
-standby. Then a planned switchover back to ha-db1 through playbooks/db_switchover.yml, with no acknowledged
-write lost, and playbooks/db_status.yml.
-
-Not here yet: the primary cut off from the network. repmgrd on the isolated primary blocks on its TCP
-connection to its own vanished address and never runs child_nodes_disconnect_command (docs/database.md).
+primary's postmaster, `docker kill` of the primary's container, and the primary cut off from the network
+(`docker network disconnect`). Each must end with exactly one writable primary among the reachable nodes that
+holds every acknowledged write, the other standby following it, the db-primary record naming it, and the old
+primary fenced (PostgreSQL refuses to start) until playbooks/db_rejoin.yml brings it back as a standby. The
+isolated primary must moreover have been stopped by the isolation guard (isikhnas-pg-isolation-guard) while
+still cut off, its marker written. Then a planned switchover back to ha-db1 through
+playbooks/db_switchover.yml, with no acknowledged write lost, and playbooks/db_status.yml.
 
 Failure-to-first-write limits here are loose (CI shares two cores with other scenarios); bench/failover
 measures the medians."""
@@ -18,6 +17,7 @@ import time
 
 from cluster import (
     ADDRESSES,
+    NETWORK,
     Writer,
     dns_primary,
     node,
@@ -25,10 +25,14 @@ from cluster import (
     playbook,
     primaries,
     sender,
+    try_sql,
     wait_for,
 )
 
-LIMIT = {"crash": 30.0, "node death": 60.0}
+LIMIT = {"crash": 30.0, "node death": 60.0, "network isolation": 60.0}
+MARKER = "/var/lib/postgresql/isikhnas-fenced"
+# The isolation guard fences after repmgr_isolation_timeout (5 s) of probes (1 s each); loose for CI's load.
+FENCE_LIMIT = 30.0
 
 
 def docker(*args: str) -> None:
@@ -38,6 +42,16 @@ def docker(*args: str) -> None:
 def current_primary() -> str:
     found = wait_for(lambda: primaries() if len(primaries()) == 1 else None, "exactly one primary", 30)
     return found[0]
+
+
+def diagnostics() -> str:
+    """The recent repmgrd and isolation guard logs of every node, for a failed takeover."""
+    logs = []
+    for name in ADDRESSES:
+        for unit in ("-u isikhnas-repmgrd", "-t isikhnas-pg-isolation-guard"):
+            out = node(name).run(f"journalctl {unit} --no-pager -n 40").stdout
+            logs.append(f"--- {name} journalctl {unit}\n{out}")
+    return "\n".join(logs)
 
 
 def fail_and_check(kind: str, table: str, inject, restore=None) -> tuple[str, str]:
@@ -51,6 +65,8 @@ def fail_and_check(kind: str, table: str, inject, restore=None) -> tuple[str, st
     try:
         first = wait_for(lambda: writer.first_ack_after(started, old), f"a write acknowledged after {kind}", 90, 0.1)
         time.sleep(2)  # keep writing on the new primary for a moment
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{diagnostics()}") from None
     finally:
         writer.stop()
     seconds, new = first
@@ -109,6 +125,59 @@ def test_docker_kill_of_the_primary_node() -> None:
 
     old, new = fail_and_check("node death", "probe_node", inject, restore)
     rejoin(old, new)
+
+
+def test_network_isolation_of_the_primary() -> None:
+    injected: dict[str, float] = {}
+
+    def inject(name: str) -> None:
+        injected["at"] = time.time()  # wall clock: compared with the guard's journal timestamps
+        docker("network", "disconnect", NETWORK, name)
+
+    def restore(name: str) -> None:
+        # still cut off (docker exec does not need the network): the guard has stopped PostgreSQL, marker written
+        unit = pg_unit(name)
+        wait_for(
+            lambda: (
+                try_sql(name, "SELECT 1") is None
+                and node(name).run(f"systemctl is-active {unit}").stdout.strip() != "active"
+            ),
+            f"the isolation guard to stop PostgreSQL on {name}",
+            FENCE_LIMIT,
+        )
+        assert node(name).file(MARKER).exists, f"no fence marker {MARKER} on {name}"
+        guard = node(name).check_output("journalctl -t isikhnas-pg-isolation-guard --no-pager -n 50 -o short-unix")
+        fenced = [float(line.split()[0]) for line in guard.splitlines() if "FENCED" in line]
+        assert fenced, f"the isolation guard did not log its fencing:\n{guard}"
+        seconds = fenced[-1] - injected["at"]
+        print(f"network isolation: the guard stopped PostgreSQL on {name} {seconds:.1f} s after the cut")
+        assert 0 < seconds <= FENCE_LIMIT, f"{name} fenced {seconds:.1f} s after the cut, over {FENCE_LIMIT} s"
+        docker("network", "connect", "--ip", ADDRESSES[name], NETWORK, name)
+        peer = next(address for other, address in ADDRESSES.items() if other != name)
+        wait_for(
+            lambda: node(name).run(f"timeout 3 bash -c '</dev/tcp/{peer}/5432'").rc == 0,
+            f"{name} back on the network",
+            30,
+        )
+
+    try:
+        old, new = fail_and_check("network isolation", "probe_isolation", inject, restore)
+    finally:  # on a failure, put the node back so that the next tests find the whole cluster
+        for name, address in ADDRESSES.items():
+            networks = subprocess.run(
+                ["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", name],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if NETWORK not in networks.stdout:
+                docker("network", "connect", "--ip", address, NETWORK, name)
+    journal = node(old).check_output(f"journalctl -u {pg_unit(old)} --no-pager -n 50")
+    assert "fenced by the isolation guard" in journal
+    assert "db_rejoin.yml" in journal
+    rejoin(old, new, again=True)
+    assert not node(old).file(MARKER).exists, "db_rejoin.yml left the fence marker"
+    assert node(old).service("isikhnas-pg-isolation-guard").is_running
 
 
 def test_switchover_back_to_ha_db1_loses_nothing() -> None:
