@@ -62,7 +62,7 @@ class Pipeline:
         db = sorted(inventory["db"]["hosts"])
         anyhost = hostvars[db[0]]
         self.endpoint = f"http://127.0.0.1:{anyhost['lab_aws']['published_port']}"
-        self.prefix = f"isikhnas-{anyhost['aws_common_environment']}"
+        self.prefix = f"isikhnas-{anyhost['lab_aws_environment']}"
         account = anyhost["lab_aws_account_id"]
         self.inbound_bucket = f"{self.prefix}-{account}-inbound-mail"
         self.reports_bucket = f"{self.prefix}-{account}-reports"
@@ -73,7 +73,7 @@ class Pipeline:
             " target_session_attrs=read-write"
         )
         options: dict[str, Any] = {
-            "region_name": anyhost["aws_common_region"],
+            "region_name": anyhost["lab_aws_region"],
             "endpoint_url": self.endpoint,
             "aws_access_key_id": "testing",
             "aws_secret_access_key": "testing",
