@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
+from contextlib import closing
 from email.message import EmailMessage
 from typing import Any
 
@@ -84,22 +85,20 @@ class Pipeline:
     def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         """One value, on whichever node is the primary now (a failed connection counts as no answer yet)."""
         try:
-            with psycopg2.connect(self.dsn) as conn, conn.cursor() as cur:
+            with closing(psycopg2.connect(self.dsn)) as conn, conn, conn.cursor() as cur:
                 cur.execute(sql, params)
                 row = cur.fetchone()
-            conn.close()
         except psycopg2.OperationalError:
             return None
         return row[0] if row else None
 
     def ensure_reporter(self) -> None:
-        with psycopg2.connect(self.dsn) as conn, conn.cursor() as cur:
+        with closing(psycopg2.connect(self.dsn)) as conn, conn, conn.cursor() as cur:
             cur.execute(
                 "INSERT INTO pipeline.reporter (channel, address, name) SELECT 'email', %s, 'lab vet'"
                 " WHERE NOT EXISTS (SELECT 1 FROM pipeline.reporter WHERE channel = 'email' AND address = %s)",
                 (REPORTER, REPORTER),
             )
-        conn.close()
 
     def send_email(self, text: str, subject: str = "Laporan") -> str:
         """Store an email in the inbound bucket and queue SES's notification of it, as SES does; its id."""

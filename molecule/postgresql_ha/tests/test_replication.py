@@ -6,6 +6,7 @@ import time
 import uuid
 
 import psycopg2
+import pytest
 import testinfra
 
 ADDRESSES = {"ha-db1": "172.31.8.11", "ha-db2": "172.31.8.12", "ha-db3": "172.31.8.13"}
@@ -13,9 +14,9 @@ DSN_ALL = "host=172.31.8.11,172.31.8.12,172.31.8.13 dbname=isikhnas user=isikhna
 PASSWORD = "molecule-only-app-password"
 
 
-def connect(address: str, **kwargs: str):
+def connect(address: str, sslmode: str = "require", user: str = "isikhnas_app", password: str = PASSWORD):
     return psycopg2.connect(
-        host=address, dbname="isikhnas", user="isikhnas_app", password=PASSWORD, sslmode="require", connect_timeout=5
+        host=address, dbname="isikhnas", user=user, password=password, sslmode=sslmode, connect_timeout=5
     )
 
 
@@ -29,7 +30,7 @@ def test_one_primary_two_standbys(host: testinfra.host.Host) -> None:
     assert in_recovery == ("f" if name == "ha-db1" else "t")
     status = host.check_output("sudo -u postgres repmgr -f /etc/repmgr.conf cluster show --csv")
     rows = [line.split(",") for line in status.splitlines()]
-    assert len(rows) == 3
+    assert len(rows) == 4  # three nodes and the witness
     assert host.service("isikhnas-repmgrd").is_running
     assert not host.service("repmgrd").is_running
 
@@ -76,3 +77,40 @@ def test_standbys_refuse_writes() -> None:
         except psycopg2.errors.ReadOnlySqlTransaction:
             return
     raise AssertionError("a standby accepted a write")
+
+
+def test_every_node_refuses_plain_tcp_and_md5_passwords() -> None:
+    """TLS and scram-sha-256 on every node: a connection without TLS is refused (application and replication
+    alike), and a role whose password is stored as md5 (created on the primary, replicated) cannot log in."""
+    primary = testinfra.get_host("docker://ha-db1")
+    primary.check_output(
+        "sudo -u postgres psql -XAtc \"SET password_encryption = 'md5'; "
+        "DROP ROLE IF EXISTS legacy_md5; CREATE ROLE legacy_md5 LOGIN PASSWORD 'legacy-pass'\""
+    )
+    try:
+        for name, address in ADDRESSES.items():
+            with pytest.raises(psycopg2.OperationalError, match="no encryption"):
+                connect(address, sslmode="disable")
+            with pytest.raises(psycopg2.OperationalError, match="no encryption"):
+                psycopg2.connect(
+                    host=address,
+                    user="repmgr",
+                    dbname="replication",
+                    replication="true",
+                    sslmode="disable",
+                    password="molecule-only-repmgr-password",
+                    connect_timeout=5,
+                )
+            deadline = time.monotonic() + 10
+            while (
+                "t"
+                not in testinfra.get_host(f"docker://{name}")
+                .run("sudo -u postgres psql -XAtc \"SELECT true FROM pg_roles WHERE rolname = 'legacy_md5'\"")
+                .stdout
+            ):
+                assert time.monotonic() < deadline, f"{name}: the md5 role did not replicate"
+                time.sleep(0.2)
+            with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+                connect(address, user="legacy_md5", password="legacy-pass")
+    finally:
+        primary.check_output("sudo -u postgres psql -XAtc 'DROP ROLE legacy_md5'")

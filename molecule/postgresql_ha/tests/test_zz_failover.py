@@ -25,6 +25,7 @@ from cluster import (
     playbook,
     primaries,
     sender,
+    sql,
     try_sql,
     wait_for,
 )
@@ -81,7 +82,13 @@ def fail_and_check(kind: str, table: str, inject, restore=None) -> tuple[str, st
     other = next(n for n in ADDRESSES if n not in (old, new))
     wait_for(lambda: sender(other) == ADDRESSES[new], f"{other} to follow {new}", 60)
     wait_for(lambda: dns_primary() == ADDRESSES[new], f"db-primary to name {new}", 30)
-    print(f"{kind}: {len(writer.acked)} writes acknowledged, none lost; {other} follows; db-primary -> {new}")
+    new_id = str(list(ADDRESSES).index(new) + 1)
+    witness_upstream = "SELECT upstream_node_id FROM repmgr.nodes WHERE type = 'witness'"
+    wait_for(lambda: sql(new, witness_upstream, "repmgr") == new_id, f"the witness to follow {new}", 30)
+    print(
+        f"{kind}: {len(writer.acked)} writes acknowledged, none lost; "
+        f"{other} and the witness follow; db-primary -> {new}"
+    )
 
     if restore:
         restore(old)
