@@ -84,17 +84,16 @@ molecule-all: venv dockerd images ## Every molecule scenario, one after the othe
 	@for s in $(SCENARIOS); do $(STAGE) molecule:$$s tests/molecule-scenario $$s $(DISTRO) || exit 1; done
 
 # make test runs its stages TEST_JOBS at a time (tests/run-stages), longest first, the base images built while
-# the AWS tests run: a scenario mostly waits (packages, services, failovers), so two at once on two cores save a
+# the virtualenv is made and the AWS tests run: a scenario mostly waits (packages, services, failovers), so two at once on two cores save a
 # third of the wall time. TEST_JOBS=1 runs them one after the other.
 TEST_JOBS ?= 2
 MOLECULE_ORDER := postgresql_ha mediawiki python_daemons bastion webapp postgresql pki apache common
-TEST_STAGES := images aws $(addprefix molecule:,$(MOLECULE_ORDER) $(filter-out $(MOLECULE_ORDER),$(SCENARIOS))) \
+TEST_STAGES := images venv aws $(addprefix molecule:,$(MOLECULE_ORDER) $(filter-out $(MOLECULE_ORDER),$(SCENARIOS))) \
                lint daemons unit
 
 test: ## Everything CI runs: lint, unit, daemons, aws and every molecule scenario (prints each stage's time)
 	@rm -f $(STATE)/stages.log
-	@$(STAGE) venv $(MAKE) --no-print-directory venv
-	@$(MAKE) --no-print-directory dockerd host-deps
+	@$(MAKE) --no-print-directory dockerd
 	@rc=0; tests/run-stages -j $(TEST_JOBS) $(TEST_STAGES) || rc=$$?; $(STAGE) --summary || rc=1; exit $$rc
 
 lab: venv dockerd images ## Bring up the whole system locally (containers + emulated AWS) and converge site.yml
