@@ -88,6 +88,7 @@ def test_memory_tuning_and_wal_settings(host: testinfra.host.Host) -> None:
     assert show("effective_cache_size") == "768MB"
     assert show("wal_level") == "replica"
     assert show("wal_log_hints") == "on"
+    assert show("max_slot_wal_keep_size") == "10GB"  # a forgotten slot cannot fill the disk
     assert show("password_encryption") == "scram-sha-256"
     pending = "SELECT count(*) FROM pg_settings WHERE pending_restart"
     assert host.check_output(f"sudo -u postgres psql -XAtc '{pending}'") == "0"

@@ -2,10 +2,10 @@
 primary's postmaster, `docker kill` of the primary's container, and the primary cut off from the network
 (`docker network disconnect`). Each must end with exactly one writable primary among the reachable nodes that
 holds every acknowledged write, the other standby following it, the db-primary record naming it, and the old
-primary fenced (PostgreSQL refuses to start) until playbooks/db_rejoin.yml brings it back as a standby. The
-isolated primary must moreover have been stopped by the isolation guard (isikhnas-pg-isolation-guard) while
-still cut off, its marker written. Then a planned switchover back to ha-db1 through
-playbooks/db_switchover.yml, with no acknowledged write lost, and playbooks/db_status.yml.
+primary fenced (PostgreSQL refuses to start) until playbooks/db_rejoin.yml brings it back as a standby, with no
+replication slot left behind on any node. The isolated primary must moreover have been stopped by the isolation
+guard (isikhnas-pg-isolation-guard) while still cut off, its marker written. Then a planned switchover back to
+ha-db1 through playbooks/db_switchover.yml, with no acknowledged write lost, and playbooks/db_status.yml.
 
 Failure-to-first-write limits here are loose (CI shares two cores with other scenarios); bench/failover
 measures the medians."""
@@ -102,10 +102,21 @@ def fail_and_check(kind: str, table: str, inject, restore=None) -> tuple[str, st
     return old, new
 
 
+def inactive_slots() -> dict[str, str]:
+    """Replication slots nothing streams from, per node (they keep WAL on that node until dropped)."""
+    query = "SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots WHERE NOT active"
+    return {name: found for name in ADDRESSES if (found := sql(name, query))}
+
+
 def rejoin(old: str, new: str, again: bool = False) -> None:
     playbook("db_rejoin.yml", "--limit", old)
     assert sender(old) == ADDRESSES[new]
     assert node(old).service("isikhnas-repmgrd").is_running
+    # The old primary kept the slots of the standbys that followed the new primary while it was down.
+    try:
+        wait_for(lambda: not inactive_slots(), "every replication slot in use", 30)
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {inactive_slots()}") from None
     if again:  # a second run has nothing to do
         assert "changed=0" in playbook("db_rejoin.yml", "--limit", old)
 
