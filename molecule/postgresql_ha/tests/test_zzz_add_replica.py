@@ -20,6 +20,11 @@ def test_db_add_replica_clones_and_registers_a_replaced_host() -> None:
     primary = wait_for(lambda: primaries() if len(primaries()) == 1 else None, "one primary", 60)[0]
     new = next(name for name in ("ha-db3", "ha-db2") if name != primary)
     node_id = list(ADDRESSES).index(new) + 1
+    # repmgr cannot unregister a node that is still some record's upstream: after the switchover the witness's
+    # repmgrd moves its record to the new primary within seconds.
+    followers = f"SELECT coalesce(string_agg(node_name, ','), '') FROM repmgr.nodes WHERE upstream_node_id = {node_id}"
+    print(f"\nrecords naming {new} as their upstream: {sql(primary, followers, 'repmgr') or 'none'}")
+    wait_for(lambda: sql(primary, followers, "repmgr") == "", f"no record to name {new} as its upstream", 60)
     host = node(new)
     version = host.check_output("ls /etc/postgresql")
     host.check_output(
