@@ -22,7 +22,8 @@ S        ?=
 DISTRO   ?=
 STAGE    := tests/stage
 # Controller-side Python for ruff (scripts without a .py suffix are named one by one).
-RUFF_PATHS := tests molecule plugins bench/pipeline bench/failover tests/run-stages roles/*/files roles/repmgr/files/usr/local/sbin/isikhnas-db-primary-dns
+RUFF_PATHS := tests molecule plugins bench/pipeline bench/failover tests/run-stages roles/*/files roles/repmgr/files/usr/local/sbin/isikhnas-db-primary-dns \
+              roles/repmgr/files/usr/local/sbin/isikhnas-pg-guard
 # This machine's pip configuration names local indexes that may not exist; keep pip's output readable.
 PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
@@ -64,6 +65,7 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff, syntax of every
 	ansible-lint --offline --profile production
 	ruff check $(RUFF_PATHS)
 	ruff format --check $(RUFF_PATHS)
+	mypy --strict --python-version 3.11 --scripts-are-modules roles/repmgr/files/usr/local/sbin/isikhnas-pg-guard
 	for p in playbooks/*.yml; do ansible-playbook --syntax-check -i inventories/lab "$$p" >/dev/null; done
 
 unit: venv ## Controller-side unit tests (inventory, role contract)

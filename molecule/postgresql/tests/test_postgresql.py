@@ -1,4 +1,8 @@
-"""Behaviour of role `postgresql`: TLS and scram enforced from the network, PostGIS, objects, tuning."""
+"""Behaviour of role `postgresql`: TLS and scram enforced from the network, PostGIS, objects, tuning.
+
+The tests connect from the Docker network's gateway, a host of the web tier in this scenario (converge.yml), which
+postgresql_client_access (molecule.yml) allows database isikhnas as user isikhnas_app, and nothing else.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,10 @@ import testinfra
 ADDRESSES = {"postgresql-bookworm": "172.31.6.11", "postgresql-trixie": "172.31.6.12"}
 VERSIONS = {"postgresql-bookworm": "15", "postgresql-trixie": "17"}
 PASSWORD = "molecule-only-app-password"
+# What PostgreSQL says when no pg_hba.conf line matches, and when a reject line does.
+NO_ENTRY = r"no pg_hba\.conf entry"
+REJECTED = r"pg_hba\.conf rejects connection"
+REJECTED_REPLICATION = r"pg_hba\.conf rejects replication connection"
 
 
 @pytest.fixture
@@ -16,9 +24,9 @@ def address(host: testinfra.host.Host) -> str:
     return ADDRESSES[host.backend.get_hostname()]
 
 
-def connect(address: str, sslmode: str, user: str = "isikhnas_app", password: str = PASSWORD):
+def connect(address: str, sslmode: str, user: str = "isikhnas_app", password: str = PASSWORD, dbname: str = "isikhnas"):
     return psycopg2.connect(
-        host=address, dbname="isikhnas", user=user, password=password, sslmode=sslmode, connect_timeout=5
+        host=address, dbname=dbname, user=user, password=password, sslmode=sslmode, connect_timeout=5
     )
 
 
@@ -92,3 +100,61 @@ def test_memory_tuning_and_wal_settings(host: testinfra.host.Host) -> None:
     assert show("password_encryption") == "scram-sha-256"
     pending = "SELECT count(*) FROM pg_settings WHERE pending_restart"
     assert host.check_output(f"sudo -u postgres psql -XAtc '{pending}'") == "0"
+
+
+def psql_as(host: testinfra.host.Host, sql: str) -> str:
+    return host.check_output(f'sudo -u postgres psql -XAtc "{sql}"')
+
+
+def test_client_tier_reaches_only_its_database_as_its_user(host: testinfra.host.Host, address: str) -> None:
+    """pg_hba.conf names the tier's databases and users: isikhnas_app may open isikhnas, nothing else."""
+    with connect(address, "require") as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_database(), current_user")
+        assert cur.fetchone() == ("isikhnas", "isikhnas_app")
+    # Another application database (the wiki tier's) and the maintenance database: no line for them.
+    for dbname in ("isikhnas_wiki", "postgres"):
+        with pytest.raises(psycopg2.OperationalError, match=NO_ENTRY):
+            connect(address, "require", dbname=dbname)
+    # Another application user, with its right password, from the web tier: no line either.
+    with pytest.raises(psycopg2.OperationalError, match=NO_ENTRY):
+        connect(
+            address, "require", user="isikhnas_wiki", password="molecule-only-wiki-password", dbname="isikhnas_wiki"
+        )
+    # The superuser from a client address, to the application database.
+    with pytest.raises(psycopg2.OperationalError, match=NO_ENTRY):
+        connect(address, "require", user="postgres", password="any")
+
+
+def test_replication_user_only_from_replication_peers(host: testinfra.host.Host, address: str) -> None:
+    """The replication user (repmgr) is refused from a client address, also with the right password, for both
+    ordinary and replication connections; from a replication peer's address (the node's own) it logs in."""
+    password = "molecule-only-repmgr-password"
+    psql_as(host, f"DROP ROLE IF EXISTS repmgr; CREATE ROLE repmgr LOGIN SUPERUSER REPLICATION PASSWORD '{password}'")
+    try:
+        for dbname in ("isikhnas", "postgres"):
+            with pytest.raises(psycopg2.OperationalError, match=REJECTED):
+                connect(address, "require", user="repmgr", password=password, dbname=dbname)
+        with pytest.raises(psycopg2.OperationalError, match=REJECTED_REPLICATION):
+            psycopg2.connect(
+                host=address,
+                user="repmgr",
+                dbname="replication",
+                replication="true",
+                sslmode="require",
+                password=password,
+                connect_timeout=5,
+            )
+        # From the node itself (group db, the replication group): allowed, over TLS.
+        login = host.run(
+            f"PGPASSWORD={password} psql 'host={address} dbname=postgres user=repmgr sslmode=require' -XAtc 'SELECT 1'"
+        )
+        assert login.rc == 0, login.stderr
+        # ... where the application user has no line (the node is no client).
+        app = host.run(
+            f"PGPASSWORD={PASSWORD} psql 'host={address} dbname=isikhnas user=isikhnas_app sslmode=require'"
+            " -XAtc 'SELECT 1'"
+        )
+        assert app.rc != 0
+        assert "no pg_hba.conf entry" in app.stderr
+    finally:
+        psql_as(host, "DROP ROLE repmgr")

@@ -90,13 +90,24 @@ def dns_primary() -> str | None:
     return values[0] if values else None
 
 
-def playbook(name: str, *args: str) -> str:
-    """Run an operator playbook against the scenario's inventory; returns its output (results as JSON)."""
-    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(PROJECT / "playbooks" / name)]
+def playbook(name: str, *args: str, expect_failure: bool = False) -> str:
+    """Run an operator playbook (or a path relative to the project) against the scenario's inventory; returns its
+    output (results as JSON). With `expect_failure`, the playbook must fail."""
+    path = PROJECT / name if "/" in name else PROJECT / "playbooks" / name
+    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(path)]
     env = {**os.environ, "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
     result = subprocess.run([*command, *args], capture_output=True, text=True, check=False, env=env)
-    assert result.returncode == 0, f"{name} {args} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    failed = result.returncode != 0
+    assert failed == expect_failure, (
+        f"{name} {args} {'passed' if expect_failure else 'failed'}:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    )
     return result.stdout
+
+
+def lsn(text: str) -> int:
+    """A PostgreSQL LSN ('16/B374D848') as a number."""
+    high, low = text.strip().split("/")
+    return (int(high, 16) << 32) | int(low, 16)
 
 
 class Writer(threading.Thread):

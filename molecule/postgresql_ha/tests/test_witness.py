@@ -37,6 +37,6 @@ def test_witness_holds_no_data_and_is_not_fenced() -> None:
 def test_every_guard_counts_the_witness() -> None:
     for name in ADDRESSES:
         journal = node(name).check_output("journalctl -t isikhnas-pg-isolation-guard --no-pager")
-        assert "ha-wit (172.31.8.14:5432)" in journal, name
+        assert "ha-wit (172.31.8.14:5432, witness)" in journal, name
         assert "majority of 4" in journal, name
     assert "armed: " in node("ha-db1").check_output("journalctl -t isikhnas-pg-isolation-guard --no-pager")
