@@ -92,7 +92,7 @@ def dns_primary() -> str | None:
 
 def playbook(name: str, *args: str, expect_failure: bool = False) -> str:
     """Run an operator playbook (or a path relative to the project) against the scenario's inventory; returns its
-    output (results as JSON). With `expect_failure`, the playbook must fail."""
+    output, stdout then stderr (results as JSON). With `expect_failure`, the playbook must fail."""
     path = PROJECT / name if "/" in name else PROJECT / "playbooks" / name
     command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(path)]
     env = {**os.environ, "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
@@ -101,7 +101,8 @@ def playbook(name: str, *args: str, expect_failure: bool = False) -> str:
     assert failed == expect_failure, (
         f"{name} {args} {'passed' if expect_failure else 'failed'}:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
     )
-    return result.stdout
+    # failed tasks may be shown on stderr (display_failed_stderr in molecule's configuration)
+    return f"{result.stdout}\n{result.stderr}"
 
 
 def lsn(text: str) -> int:

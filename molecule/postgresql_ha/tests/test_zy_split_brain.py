@@ -112,8 +112,14 @@ def settle() -> str:
 
 @pytest.fixture
 def healed() -> Iterator[None]:
+    """Afterwards, whatever happened: links healed, services running, a split left by a failure resolved, so that
+    the next tests find one cluster."""
     yield
     heal(*ADDRESSES)
+    for name in ADDRESSES:
+        node(name).run("systemctl start isikhnas-repmgrd isikhnas-pg-isolation-guard")
+    if len(primaries()) > 1:
+        playbook("db_resolve_split.yml")
 
 
 def max_gap(writer: Writer, since: float, until: float) -> float:
