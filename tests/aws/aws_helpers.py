@@ -92,9 +92,35 @@ class Run:
 
     @property
     def recap(self) -> dict[str, int]:
-        match = re.search(r"^localhost\s+:\s+(.*)$", self.output, re.MULTILINE)
-        assert match, f"no PLAY RECAP in the output of {' '.join(self.args)}:\n{self.output[-3000:]}"
+        return self.host_recap("localhost")
+
+    def host_recap(self, host: str) -> dict[str, int]:
+        """The PLAY RECAP counters (ok, changed, failed, ...) of one host."""
+        match = re.search(rf"^{re.escape(host)}\s+:\s+(.*)$", self.output, re.MULTILINE)
+        assert match, f"no PLAY RECAP of {host} in the output of {' '.join(self.args)}:\n{self.output[-3000:]}"
         return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+    def host_failure(self, host: str) -> str:
+        """The first failure report of one host: the ``[ERROR]: Task failed`` block Ansible prints just before the
+        host's ``fatal: [host]: FAILED!`` line (``failed: [host] (item=...)`` in a loop), that line and its indented
+        result; empty if the host did not fail."""
+        lines = self.output.splitlines()
+        result = re.compile(r"^(ok|changed|skipping|failed|fatal): \[|^TASK \[")
+        own = re.compile(rf"^(fatal: \[{re.escape(host)}\]: FAILED!|failed: \[{re.escape(host)}\] \(item=)")
+        failed = next((i for i, line in enumerate(lines) if own.match(line)), None)
+        if failed is None:
+            return ""
+        start = failed
+        while start > 0 and not result.match(lines[start - 1]):
+            start -= 1
+            if lines[start].startswith("[ERROR]: Task failed"):
+                break
+        else:
+            start = failed  # no [ERROR] block of its own: the result line alone
+        end = failed + 1
+        while end < len(lines) and lines[end].startswith(" "):
+            end += 1
+        return "\n".join(lines[start:end])
 
     def task_results(self, task: str) -> list[str]:
         """Result lines (ok/changed/skipping/failed) printed under the task whose name contains ``task``."""

@@ -1,7 +1,9 @@
 """playbooks/aws_infrastructure.yml and aws_teardown.yml against moto: build, assert, re-run, check, tear down.
 
-The playbook runs once to create, then once again and once with --check (concurrently: both only read a
-converged estate), then the teardown. The tests of this module run in file order and share those runs.
+The playbook runs once to create; as soon as that run is done, it runs once again and once with --check
+(concurrently: both only read a converged estate), while the tests that read the estate with boto3 and
+ansible-inventory run meanwhile (they only read too); then the teardown. The tests of this module run in file
+order and share those runs.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import fnmatch
 import ipaddress
 import json
 import re
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 import pytest
 import yaml
-from aws_helpers import ADMIN_CIDRS, BACKUP_REGION, PREFIX, REGION, ROOT, Ansible, Run
+from aws_helpers import ADMIN_CIDRS, BACKUP_REGION, PREFIX, REGION, ROOT, Ansible, Run, Started
 
 PLAYBOOK = "playbooks/aws_infrastructure.yml"
 TEARDOWN = "playbooks/aws_teardown.yml"
@@ -84,19 +87,35 @@ def start_early(request: pytest.FixtureRequest):
     return ansible.start("ansible-playbook", PLAYBOOK, "-e", f"@{test_vars}")
 
 
+@dataclass
+class Converged:
+    """The create run, and the second and --check runs started the moment it succeeded."""
+
+    created: Run
+    second: Started
+    check: Started
+
+
 @pytest.fixture(scope="module")
-def created(ansible: Ansible, early: dict) -> Run:
+def converged(ansible: Ansible, early: dict, test_vars) -> Converged:
+    """Waits for the create run, then starts the second run and the --check run together: on a converged estate
+    both only read, like the tests that run meanwhile."""
     run = ansible.finish(early[__name__], "create run")
     assert run.rc == 0, run.explain()
-    return run
+    second = ansible.start("ansible-playbook", PLAYBOOK, "-e", f"@{test_vars}")
+    check = ansible.start("ansible-playbook", PLAYBOOK, "-e", f"@{test_vars}", "--check", "--diff")
+    return Converged(run, second, check)
 
 
 @pytest.fixture(scope="module")
-def rerun_and_check(ansible: Ansible, test_vars, created: Run) -> tuple[Run, Run]:
-    """The second run and the --check run, started together: on a converged estate both only read."""
-    second = ansible.start("ansible-playbook", PLAYBOOK, "-e", f"@{test_vars}")
-    check = ansible.start("ansible-playbook", PLAYBOOK, "-e", f"@{test_vars}", "--check", "--diff")
-    return ansible.finish(second, "second run"), ansible.finish(check, "check run")
+def created(converged: Converged) -> Run:
+    return converged.created
+
+
+@pytest.fixture(scope="module")
+def rerun_and_check(ansible: Ansible, converged: Converged) -> tuple[Run, Run]:
+    """The second run and the --check run, once both are done."""
+    return ansible.finish(converged.second, "second run"), ansible.finish(converged.check, "check run")
 
 
 @pytest.fixture(scope="module")
@@ -536,25 +555,7 @@ def test_backup_selection_covers_every_instance(instances: dict) -> None:
         assert all("Ebs" in mapping for mapping in instance["BlockDeviceMappings"]), name
 
 
-# ---------------------------------------------------------------------------------------------- re-runs
-
-
-def test_second_run_changes_nothing(rerun_and_check: tuple[Run, Run]) -> None:
-    second, _ = rerun_and_check
-    assert second.rc == 0, second.explain()
-    assert second.recap["changed"] == 0, second.explain()
-    # The documented moto CloudFront case: cloudfront_distribution would report a change on every run, so the
-    # role only creates the distribution when none exists. On this second run that task (and the origin access
-    # control attachment that follows a creation) must be skipped.
-    for task in ("Create the distribution", "Make the static origin of the new distribution use"):
-        assert second.task_results(task) == ["skipping: [localhost]"], (task, second.task_results(task))
-
-
-def test_check_run_reports_no_change(rerun_and_check: tuple[Run, Run]) -> None:
-    _, check = rerun_and_check
-    assert check.rc == 0, check.explain()
-    assert check.recap["changed"] == 0, check.explain()
-    assert check.recap["failed"] == 0
+# ---------------------------------------------------------------------------------------------- inventory
 
 
 def plain(value):
@@ -601,23 +602,54 @@ def test_production_inventory_groups_hosts_like_the_lab(ansible: Ansible, moto_u
     assert plain(hostvars["db1"]["ansible_host"]) == instances["db1"]["PrivateIpAddress"]
     assert ipaddress.ip_address(plain(hostvars["wiki1"]["ansible_host"])).is_private
     # Private hosts are reached through the bastion, with the SSH certificate (group_vars/all/ssh.yml).
+    shown = ansible.run(
+        "ansible",
+        f"db1:{NAT}",
+        "-i",
+        "inventories/production",
+        "-m",
+        "ansible.builtin.debug",
+        "-a",
+        "var=ansible_ssh_common_args",
+        env=env,
+        label="inventory ssh args of db1 and nat1",
+    )
+    assert shown.rc == 0, shown.explain()
     for host, through_bastion in (("db1", True), (NAT, False)):
-        shown = ansible.run(
-            "ansible",
-            host,
-            "-i",
-            "inventories/production",
-            "-m",
-            "ansible.builtin.debug",
-            "-a",
-            "var=ansible_ssh_common_args",
-            env=env,
-            label=f"inventory ssh args of {host}",
-        )
-        assert shown.rc == 0, shown.explain()
-        args = " ".join(shown.output.split())
+        args = " ".join(adhoc_result(shown, host).split())
         assert "CertificateFile=" in args, args
         assert ("admin@bastion.isikhnas.example.org" in args) == through_bastion, args
+
+
+def adhoc_result(run: Run, host: str) -> str:
+    """The result an ad-hoc ansible run printed for one host: its ``host | SUCCESS =>`` line and what follows,
+    up to the next host's result."""
+    blocks = re.split(r"^(?=\S+ \| [A-Z]+)", run.output, flags=re.MULTILINE)
+    found = [block for block in blocks if block.startswith(f"{host} | SUCCESS")]
+    assert len(found) == 1, (host, run.explain())
+    return found[0]
+
+
+# ---------------------------------------------------------------------------------------------- re-runs
+# These wait for the second and --check runs, which the tests above overlapped (see converged).
+
+
+def test_second_run_changes_nothing(rerun_and_check: tuple[Run, Run]) -> None:
+    second, _ = rerun_and_check
+    assert second.rc == 0, second.explain()
+    assert second.recap["changed"] == 0, second.explain()
+    # The documented moto CloudFront case: cloudfront_distribution would report a change on every run, so the
+    # role only creates the distribution when none exists. On this second run that task (and the origin access
+    # control attachment that follows a creation) must be skipped.
+    for task in ("Create the distribution", "Make the static origin of the new distribution use"):
+        assert second.task_results(task) == ["skipping: [localhost]"], (task, second.task_results(task))
+
+
+def test_check_run_reports_no_change(rerun_and_check: tuple[Run, Run]) -> None:
+    _, check = rerun_and_check
+    assert check.rc == 0, check.explain()
+    assert check.recap["changed"] == 0, check.explain()
+    assert check.recap["failed"] == 0
 
 
 # ---------------------------------------------------------------------------------------------- teardown

@@ -2,18 +2,28 @@
 
 Every case runs the whole playbook (no --tags) against a dead endpoint (the discard port of loopback): any AWS
 call would fail with a connection error instead. Each case must fail in a validation task (tasks/validate.yml),
-with a message naming the variable, and the first AWS task (the account lookup) must never have started.
+with a message naming the variable, and the first AWS task (the account lookup) must never have started for it.
 The teardown playbook likewise stops before any AWS call unless the estate's name is given as confirmation.
-The cases run concurrently: they are small and independent.
+
+One ansible-playbook run covers all the cases of a playbook: each case is a host of a generated inventory, with
+the case's variables as its host variables, in a group named localhost, the hosts of the playbooks' play (a group
+matches before the implicit localhost does). Ansible keeps going on the other hosts when one fails, so every case
+is judged on its own: its failure report, its PLAY RECAP line, its absence from the account lookup. The three runs
+(bad variables, teardown confirmations, the --tags validate control) start with the session, concurrently.
 """
 
 from __future__ import annotations
 
 import copy
+import sys
 
 import pytest
 import yaml
-from aws_helpers import ADMIN_CIDRS, Ansible, Run
+from aws_helpers import ADMIN_CIDRS, Ansible, Run, Started
+
+PLAYBOOK = "playbooks/aws_infrastructure.yml"
+TEARDOWN = "playbooks/aws_teardown.yml"
+CONFIRM_TASK = "Require the estate's name as confirmation"
 
 DEAD_ENDPOINT = "http://127.0.0.1:9"
 VALID = {
@@ -95,24 +105,34 @@ TEARDOWN_CONFIRMATIONS = {
 }
 
 
-def start_early(request: pytest.FixtureRequest) -> dict:
-    """Every case starts with the session (see conftest.early): they need no AWS, only some CPU."""
+# The playbooks' first AWS task: no case may reach it.
+ACCOUNT_TASK = "Read the account the credentials belong to"
+
+
+def inventory(cases: dict[str, dict]) -> str:
+    """An inventory whose group localhost (the hosts of the AWS playbooks) has one host per case, with the case's
+    variables; the playbooks' connection is local, the interpreter the one of these tests."""
+    hosts = {name: {**values, "ansible_python_interpreter": sys.executable} for name, values in cases.items()}
+    return yaml.safe_dump({"localhost": {"hosts": hosts}})
+
+
+def start_early(request: pytest.FixtureRequest) -> dict[str, Started]:
+    """The three runs start with the session (see conftest.early): they need no AWS, only some CPU."""
     ansible = request.getfixturevalue("ansible")
     folder = request.getfixturevalue("tmp_path_factory").mktemp("validation")
-    cases = {name: {**VALID, **override} for name, (override, _) in BAD.items()}
-    cases["valid-variables"] = dict(VALID)
+    bad = {name: {**VALID, **override} for name, (override, _) in BAD.items()}
     # The teardown deletes nothing unless the estate's name is given as confirmation.
-    cases.update({f"teardown-{name}": {**VALID, **confirm} for name, confirm in TEARDOWN_CONFIRMATIONS.items()})
-    started = {}
-    for name, values in cases.items():
-        path = folder / f"{name}.yml"
-        path.write_text(yaml.safe_dump(values))
-        playbook = "playbooks/aws_teardown.yml" if name.startswith("teardown-") else "playbooks/aws_infrastructure.yml"
-        args = ["ansible-playbook", playbook, "-e", f"@{path}"]
-        if name == "valid-variables":
-            args += ["--tags", "validate"]
-        started[name] = ansible.start(*args)
-    return started
+    teardown = {name: {**VALID, **confirm} for name, confirm in TEARDOWN_CONFIRMATIONS.items()}
+    (folder / "bad.yml").write_text(inventory(bad))
+    (folder / "teardown.yml").write_text(inventory(teardown))
+    (folder / "valid.yml").write_text(yaml.safe_dump(VALID))
+    return {
+        "bad-variables": ansible.start("ansible-playbook", "-i", str(folder / "bad.yml"), PLAYBOOK),
+        "teardown": ansible.start("ansible-playbook", "-i", str(folder / "teardown.yml"), TEARDOWN),
+        "valid-variables": ansible.start(
+            "ansible-playbook", PLAYBOOK, "-e", f"@{folder / 'valid.yml'}", "--tags", "validate"
+        ),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -120,13 +140,19 @@ def validation_runs(ansible: Ansible, early: dict) -> dict[str, Run]:
     return {name: ansible.finish(process, f"validation {name}") for name, process in early[__name__].items()}
 
 
+def reached_aws(run: Run, host: str) -> bool:
+    """Did the account lookup, the first AWS task, start for this host?"""
+    return any(f"[{host}]" in line for line in run.task_results(ACCOUNT_TASK))
+
+
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_variables_fail_in_validation_before_any_aws_call(validation_runs: dict[str, Run], case: str) -> None:
-    run = validation_runs[case]
+    run = validation_runs["bad-variables"]
     assert run.rc != 0, run.explain()
-    marker = "[ERROR]: Task failed"
-    assert marker in run.output, run.explain()
-    failed = run.output[run.output.index(marker) :]
+    assert run.host_recap(case)["failed"] == 1, run.explain()
+    assert run.host_recap(case)["changed"] == 0, run.explain()
+    failed = run.host_failure(case)
+    assert failed.startswith("[ERROR]: Task failed"), (case, failed, run.explain())
     # The failed task is an assertion of a role's tasks/validate.yml ...
     origin = failed.splitlines()[1]
     assert origin.startswith("Origin: "), failed[:1500]
@@ -135,8 +161,8 @@ def test_bad_variables_fail_in_validation_before_any_aws_call(validation_runs: d
     message = " ".join(failed.split())
     for word in BAD[case][1]:
         assert word in message, (word, message[:2000])
-    # ... and nothing reached AWS: the first AWS task never started.
-    assert "Read the account the credentials belong to" not in run.output
+    # ... and nothing reached AWS: the first AWS task never started for this case.
+    assert not reached_aws(run, case), run.explain()
 
 
 def test_valid_variables_pass_validation_only(validation_runs: dict[str, Run]) -> None:
@@ -145,16 +171,17 @@ def test_valid_variables_pass_validation_only(validation_runs: dict[str, Run]) -
     assert run.rc == 0, run.explain()
     assert run.recap["failed"] == 0
     assert run.recap["changed"] == 0
-    assert "Read the account the credentials belong to" not in run.output
+    assert ACCOUNT_TASK not in run.output
 
 
 @pytest.mark.parametrize("case", sorted(TEARDOWN_CONFIRMATIONS))
 def test_teardown_needs_the_estate_name_as_confirmation(validation_runs: dict[str, Run], case: str) -> None:
-    run = validation_runs[f"teardown-{case}"]
+    run = validation_runs["teardown"]
     assert run.rc != 0, run.explain()
-    message = " ".join(run.output.split())
-    assert "Require the estate's name as confirmation" in message, run.explain()
+    # The case fails in the confirmation task, with the message that says what to pass.
+    assert any(line.startswith(f"fatal: [{case}]: FAILED!") for line in run.task_results(CONFIRM_TASK)), run.explain()
+    message = " ".join(run.host_failure(case).split())
     assert "-e aws_teardown_confirm=isikhnas-production to confirm" in message, run.explain()
-    assert run.recap["changed"] == 0
-    # Nothing reached AWS: the account lookup, the teardown's first AWS task, never started.
-    assert "Read the account the credentials belong to" not in run.output
+    assert run.host_recap(case)["changed"] == 0
+    # Nothing reached AWS: the account lookup, the teardown's first AWS task, never started for this case.
+    assert not reached_aws(run, case), run.explain()

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import re
+import subprocess
 import threading
 import time
 from typing import Any
@@ -48,6 +49,26 @@ def test_health_reports_the_primary(web: str) -> None:
     status, _, body = https(WEB_PORTS[web], "/health")
     assert status == 200, body
     assert json.loads(body)["database_role"] == "primary"
+
+
+def test_standbys_stream_over_tls_verified_against_the_lab_ca(inventory: dict[str, Any]) -> None:
+    """Every standby streams from the primary with sslmode=verify-full and the CA of the lab (a certificate that
+    did not name the primary's address, or came from another CA, would stop the stream)."""
+    streams = {}
+    for host in sorted(inventory["db"]["hosts"]):
+        query = "SELECT status || ' ' || conninfo FROM pg_stat_wal_receiver"
+        found = subprocess.run(
+            ["docker", "exec", host, "runuser", "-u", "postgres", "--", "psql", "-Atc", query],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert found.returncode == 0, found.stderr
+        if found.stdout.strip():
+            streams[host] = found.stdout.strip()
+    assert len(streams) == len(inventory["db"]["hosts"]) - 1, streams
+    for host, stream in streams.items():
+        assert stream.startswith("streaming "), (host, stream)
+        assert "sslmode=verify-full" in stream, (host, stream)
+        assert "sslrootcert=/etc/isikhnas/pki/ca.crt" in stream, (host, stream)
 
 
 def test_wiki_main_page_is_served_over_tls() -> None:

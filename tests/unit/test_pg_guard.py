@@ -4,32 +4,20 @@ that the guard fails closed (an unreadable local state of a running primary is n
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
+import dataclasses
 import json
 import subprocess
-import sys
+import threading
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import PROJECT
+from conftest import PROJECT, load_script
 
 GUARD = PROJECT / "roles/repmgr/files/usr/local/sbin/isikhnas-pg-guard"
 
 
-def load() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("isikhnas_pg_guard", str(GUARD))
-    spec = importlib.util.spec_from_loader("isikhnas_pg_guard", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["isikhnas_pg_guard"] = module
-    loader.exec_module(module)
-    return module
-
-
-g = load()
+g = load_script(GUARD, "isikhnas_pg_guard")
 ADDR = {"db1": "10.0.1.11", "db2": "10.0.1.12", "db3": "10.0.2.13", "wit": "10.0.3.14"}
 
 
@@ -305,6 +293,42 @@ def test_validation_refuses_while_a_peer_still_reaches_the_primary(tmp_path: Pat
     assert "db3 still streams from 10.0.1.12" in verdict
     # the same picture, but db3's receiver is a leftover: db3 cannot reach db2 either (db2 died)
     assert g.validation_verdict(cfg, peers, lambda _: False) == ""
+    # db3 could not be asked (overloaded, or cut off since the probe): no promotion, the election is rerun
+    assert "could not ask db3" in g.validation_verdict(cfg, peers, lambda _: None)
+
+
+def test_validation_asks_every_receiver_at_once(tmp_path: Path) -> None:
+    """Two receivers (db3 and db4 of a five-node cluster): both are asked, concurrently, not one after the other."""
+    cfg = config("db1", tmp_path)
+    cfg = dataclasses.replace(
+        cfg, peers=(*cfg.peers, g.Peer("db4", "10.0.1.14", 5432, False)), order=(*cfg.order, "db4")
+    )
+    peers = [lost("db2"), standby("db3", "db2"), standby("db4", "db2"), up("wit")]
+    barrier = threading.Barrier(2, timeout=5)
+
+    def reaches(peer: Any) -> bool:
+        barrier.wait()  # breaks (and fails the test) unless both questions are asked at the same time
+        return False
+
+    assert g.validation_verdict(cfg, peers, reaches) == ""
+
+
+def test_reaches_upstream_reads_dblinks_answer_and_fails_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config("db1", tmp_path)
+    peer = standby("db3", "db2")
+    answers = {
+        (True, "f\n"): True,
+        (True, "t\n"): False,
+        (False, 'DETAIL:  connection to server at "10.0.1.12", port 5432 failed: timeout expired'): False,
+        (False, 'psql: error: connection to server at "10.0.1.13", port 5432 failed: timeout expired'): None,
+        (False, "query timed out"): None,
+        (False, "HINT:  No function matches the given name and argument types."): None,
+    }
+    for reply, expected in answers.items():
+        monkeypatch.setattr(g, "psql", lambda *_, reply=reply, **__: reply)
+        assert g.reaches_upstream(cfg, peer) is expected, reply
 
 
 def test_validation_passes_after_a_crash_and_refuses_a_minority_or_a_live_primary(tmp_path: Path) -> None:

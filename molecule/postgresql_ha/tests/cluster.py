@@ -4,6 +4,7 @@ the db-primary record in moto, a continuous writer that records every acknowledg
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -103,6 +104,21 @@ def playbook(name: str, *args: str, expect_failure: bool = False) -> str:
     )
     # failed tasks may be shown on stderr (display_failed_stderr in molecule's configuration)
     return f"{result.stdout}\n{result.stderr}"
+
+
+def changed_tasks(output: str) -> dict[str, list[str]]:
+    """The tasks a playbook run reported changed, by host (from its TASK headers and `changed: [host]` lines)."""
+    found: dict[str, list[str]] = {}
+    task = ""
+    for line in output.splitlines():
+        header = re.match(r"^TASK \[(.*)\]", line)
+        if header:
+            task = header.group(1)
+            continue
+        result = re.match(r"^changed: \[([^\]]+)\]", line)
+        if result:
+            found.setdefault(result.group(1).split(" -> ")[0], []).append(task)
+    return found
 
 
 def lsn(text: str) -> int:
