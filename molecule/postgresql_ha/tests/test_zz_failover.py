@@ -84,7 +84,7 @@ def fail_and_check(kind: str, table: str, inject, restore=None) -> tuple[str, st
     wait_for(lambda: dns_primary() == ADDRESSES[new], f"db-primary to name {new}", 30)
     new_id = str(list(ADDRESSES).index(new) + 1)
     witness_upstream = "SELECT upstream_node_id FROM repmgr.nodes WHERE type = 'witness'"
-    wait_for(lambda: sql(new, witness_upstream, "repmgr") == new_id, f"the witness to follow {new}", 30)
+    wait_for(lambda: sql(new, witness_upstream, "repmgr") == new_id, f"the witness to follow {new}", 60)
     print(
         f"{kind}: {len(writer.acked)} writes acknowledged, none lost; "
         f"{other} and the witness follow; db-primary -> {new}"
