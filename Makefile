@@ -94,9 +94,10 @@ TEST_STAGES := images venv aws $(addprefix molecule:,$(MOLECULE_ORDER) $(filter-
                lint daemons unit
 
 test: ## Everything CI runs: lint, unit, daemons, aws and every molecule scenario (prints each stage's time)
-	@rm -f $(STATE)/stages.log
+	@rm -f $(STATE)/stages.log $(STATE)/why-failed.log
 	@$(MAKE) --no-print-directory dockerd
-	@rc=0; tests/run-stages -j $(TEST_JOBS) $(TEST_STAGES) || rc=$$?; $(STAGE) --summary || rc=1; exit $$rc
+	@rc=0; tests/run-stages -j $(TEST_JOBS) $(TEST_STAGES) || rc=$$?; $(STAGE) --summary || rc=1; \
+	  [ $$rc -eq 0 ] || cat $(STATE)/why-failed.log 2>/dev/null; exit $$rc
 
 lab: venv dockerd images ## Bring up the whole system locally (containers + emulated AWS) and converge site.yml
 	ansible-playbook -i inventories/lab playbooks/lab_up.yml

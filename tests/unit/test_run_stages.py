@@ -32,3 +32,31 @@ def test_slowest_reads_task_recaps_and_test_durations() -> None:
 
 def test_slowest_of_a_log_without_timings_is_empty() -> None:
     assert load_script(PROJECT / "tests" / "run-stages", "run_stages").slowest("PLAY RECAP\nok: [x]\n") == []
+
+
+FAILED_LOG = """\
+TASK [Check the target streams] ****
+fatal: [ha-db2]: FAILED! => {"changed": false, "msg": "not streaming"}
+FAILED tests/test_zz_failover.py::test_isolation - AssertionError: the witness did not follow in 30 s
+FAILED tests/test_zz_failover.py::test_isolation - AssertionError: the witness did not follow in 30 s
+ERROR    Verifier failed: 1
+ok: [ha-db1]
+"""
+
+
+def test_reasons_name_failed_tests_and_tasks_once_each_in_log_order() -> None:
+    found = load_script(PROJECT / "tests" / "run-stages", "run_stages").reasons(FAILED_LOG)
+    assert found == [
+        'fatal: [ha-db2]: FAILED! => {"changed": false, "msg": "not streaming"}',
+        "FAILED tests/test_zz_failover.py::test_isolation - AssertionError: the witness did not follow in 30 s",
+        "ERROR    Verifier failed: 1",
+    ]
+
+
+def test_reasons_keep_the_last_lines_cut_to_width() -> None:
+    run_stages = load_script(PROJECT / "tests" / "run-stages", "run_stages")
+    log = "\n".join(f"fatal: [h{n}]: " + "x" * 400 for n in range(20))
+    found = run_stages.reasons(log)
+    assert len(found) == run_stages.REASONS
+    assert found[-1].startswith("fatal: [h19]")
+    assert all(len(line) == run_stages.REASON_WIDTH for line in found)
