@@ -76,7 +76,7 @@ daemons: daemons-venv host-deps ## The daemons package: ruff, mypy --strict, pyt
 	  $(DVENV)/bin/mypy && $(DVENV)/bin/pytest -q
 
 aws: venv ## Offline AWS tests against moto
-	pytest -q tests/aws
+	pytest -q --durations=10 tests/aws
 
 molecule: venv dockerd images ## One scenario: make molecule S=common [DISTRO=bookworm|trixie]
 	@test -n "$(S)" || { echo "usage: make molecule S=<scenario> (one of: $(SCENARIOS))"; exit 2; }
