@@ -79,6 +79,16 @@ def test_parse_state_reads_psql_output() -> None:
     assert not g.parse_state("db3", "garbage").answered
 
 
+def test_state_query_filters_receivers_by_age_only_when_asked() -> None:
+    guard = g.state_query(5)
+    assert "last_msg_receipt_time > now() - make_interval(secs => 5.0)" in guard
+    validation = g.state_query(None)
+    assert "last_msg_receipt_time" not in validation
+    assert "status = 'streaming'" in validation
+    # the same four columns either way, so parse_state reads both
+    assert guard.count(",") == validation.count(",")
+
+
 # -- two primaries: who steps down -------------------------------------------------------------------------------
 
 
