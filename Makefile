@@ -28,7 +28,7 @@ RUFF_PATHS := tests molecule plugins bench/pipeline bench/failover bench/converg
 PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 
 .PHONY: help venv daemons-venv images dockerd host-deps lint unit daemons aws molecule molecule-all test lab \
-        lab-test lab-check lab-down clean
+        lab-test lab-check lab-ci lab-down clean
 
 help: ## List the entry points
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -90,10 +90,11 @@ molecule-all: venv dockerd images ## Every molecule scenario, one after the othe
 # third of the wall time. TEST_JOBS=1 runs them one after the other.
 TEST_JOBS ?= 2
 MOLECULE_ORDER := postgresql_ha mediawiki python_daemons bastion webapp postgresql pki apache common
-TEST_STAGES := images venv aws $(addprefix molecule:,$(MOLECULE_ORDER) $(filter-out $(MOLECULE_ORDER),$(SCENARIOS))) \
+TEST_STAGES := images venv molecule:postgresql_ha lab-ci aws \
+               $(addprefix molecule:,$(filter-out postgresql_ha,$(MOLECULE_ORDER)) $(filter-out $(MOLECULE_ORDER),$(SCENARIOS))) \
                lint daemons unit
 
-test: ## Everything CI runs: lint, unit, daemons, aws and every molecule scenario (prints each stage's time)
+test: ## Everything CI runs: lint, unit, daemons, aws, every molecule scenario and the lab end to end (lab-ci)
 	@rm -f $(STATE)/stages.log $(STATE)/why-failed.log
 	@$(MAKE) --no-print-directory dockerd
 	@rc=0; tests/run-stages -j $(TEST_JOBS) $(TEST_STAGES) || rc=$$?; $(STAGE) --summary || rc=1; \
@@ -109,6 +110,10 @@ lab-test: venv ## make lab twice (the second run must report changed=0), then th
 
 lab-check: venv ## The lab's behaviour only (tests/lab), on a lab that is up
 	pytest -q tests/lab
+
+lab-ci: venv ## The lab end to end, as make test runs it: from nothing, make lab-test, then make lab-down (pass or fail)
+	@$(MAKE) --no-print-directory lab-down >/dev/null
+	@rc=0; $(MAKE) --no-print-directory lab-test || rc=$$?; $(MAKE) --no-print-directory lab-down >/dev/null || rc=1; exit $$rc
 
 lab-down: venv ## Remove the lab's containers and networks
 	ansible-playbook -i inventories/lab playbooks/lab_down.yml

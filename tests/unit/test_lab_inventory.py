@@ -52,4 +52,4 @@ def test_addresses_are_unique_and_match_the_zone_subnet(lab_inventory: dict[str,
 def test_lab_hosts_are_reached_with_docker(lab_inventory: dict[str, Any]) -> None:
     hostvars = lab_inventory["_meta"]["hostvars"]
     for host in hosts(lab_inventory, "fleet"):
-        assert hostvars[host]["ansible_connection"] == "community.docker.docker"
+        assert hostvars[host]["ansible_connection"] == "docker"
