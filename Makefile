@@ -22,7 +22,7 @@ S        ?=
 DISTRO   ?=
 STAGE    := tests/stage
 # Controller-side Python for ruff (scripts without a .py suffix are named one by one).
-RUFF_PATHS := tests molecule plugins bench/pipeline bench/failover bench/converge tests/run-stages roles/*/files roles/repmgr/files/usr/local/sbin/isikhnas-db-primary-dns \
+RUFF_PATHS := tests molecule plugins bench/pipeline bench/failover bench/converge bench/connection tests/run-stages roles/*/files roles/repmgr/files/usr/local/sbin/isikhnas-db-primary-dns \
               roles/repmgr/files/usr/local/sbin/isikhnas-pg-guard
 # This machine's pip configuration names local indexes that may not exist; keep pip's output readable.
 PIP_QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
