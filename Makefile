@@ -78,7 +78,7 @@ daemons: daemons-venv host-deps ## The daemons package: ruff, mypy --strict, pyt
 aws: venv ## Offline AWS tests against moto
 	pytest -q --durations=10 tests/aws
 
-molecule: venv dockerd images ## One scenario: make molecule S=common [DISTRO=bookworm|trixie]
+molecule: venv dockerd images ## One scenario: make molecule S=platform [DISTRO=bookworm|trixie]
 	@test -n "$(S)" || { echo "usage: make molecule S=<scenario> (one of: $(SCENARIOS))"; exit 2; }
 	tests/molecule-scenario $(S) $(DISTRO)
 
@@ -89,7 +89,7 @@ molecule-all: venv dockerd images ## Every molecule scenario, one after the othe
 # the virtualenv is made and the AWS tests run: a scenario mostly waits (packages, services, failovers), so two at once on two cores save a
 # third of the wall time. TEST_JOBS=1 runs them one after the other.
 TEST_JOBS ?= 2
-MOLECULE_ORDER := postgresql_ha mediawiki python_daemons bastion webapp postgresql pki apache common
+MOLECULE_ORDER := postgresql_ha webtier python_daemons platform bastion postgresql
 TEST_STAGES := images venv molecule:postgresql_ha lab-ci aws \
                $(addprefix molecule:,$(filter-out postgresql_ha,$(MOLECULE_ORDER)) $(filter-out $(MOLECULE_ORDER),$(SCENARIOS))) \
                lint daemons unit

@@ -65,6 +65,12 @@ def sender(name: str) -> str:
     return try_sql(name, "SELECT coalesce((SELECT sender_host FROM pg_stat_wal_receiver), '')") or ""
 
 
+def streams_from(name: str) -> str:
+    """The address this standby streams from, only while its WAL receiver's status is 'streaming'."""
+    query = "SELECT coalesce((SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming'), '')"
+    return try_sql(name, query) or ""
+
+
 def pg_unit(name: str) -> str:
     return "postgresql@" + node(name).check_output("ls /etc/postgresql") + "-main"
 

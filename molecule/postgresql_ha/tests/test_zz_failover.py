@@ -26,6 +26,7 @@ from cluster import (
     primaries,
     sender,
     sql,
+    streams_from,
     try_sql,
     wait_for,
 )
@@ -213,14 +214,19 @@ def test_switchover_back_to_ha_db1_loses_nothing() -> None:
     for standby in ("ha-db2", "ha-db3"):
         wait_for(lambda s=standby: sender(s) == ADDRESSES["ha-db1"], f"{standby} to follow ha-db1", 60)
     wait_for(lambda: dns_primary() == ADDRESSES["ha-db1"], "db-primary to name ha-db1", 30)
+    # The witness follows at once (db_switchover.yml registers it again; its repmgrd hears of no switchover).
+    witness_upstream = "SELECT upstream_node_id FROM repmgr.nodes WHERE type = 'witness'"
+    assert sql("ha-db1", witness_upstream, "repmgr") == "1"
     print(f"\nswitchover: {len(writer.acked)} writes acknowledged, none lost, {writer.errors} failed attempts")
     assert "changed=0" in playbook("db_switchover.yml", "-e", "repmgr_switchover_to=ha-db1")
 
 
 def test_status_playbook_shows_the_whole_cluster() -> None:
+    for standby in ("ha-db2", "ha-db3"):
+        wait_for(lambda s=standby: streams_from(s) == ADDRESSES["ha-db1"], f"{standby} streaming from ha-db1", 60)
     out = playbook("db_status.yml")
-    assert out.count("role: primary") == 1
-    assert out.count("role: standby") == 2
-    assert out.count("streams from 172.31.8.11 (streaming)") == 2
+    assert out.count("role: primary") == 1, out
+    assert out.count("role: standby") == 2, out
+    assert out.count("streams from 172.31.8.11 (streaming)") == 2, out
     for standby in ("ha-db2", "ha-db3"):
         assert f"standby {standby} | 172.31.8." in out

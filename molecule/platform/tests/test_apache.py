@@ -1,4 +1,5 @@
-"""Behaviour of role `apache`, seen from the test runner: TLS (sslyze), redirects, headers, PHP-FPM, health."""
+"""Behaviour of role `apache` on each host (Debian 12 and 13), seen from the test runner: TLS (sslyze), redirects,
+headers, PHP-FPM, health."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sslyze import (
     ServerScanStatusEnum,
 )
 
-ADDRESS = "172.31.9.11"
+ADDRESSES = {"platform-bookworm": "172.31.1.11", "platform-trixie": "172.31.1.12"}
 NAME = "www.apache.isikhnas.internal"
 # Mozilla "intermediate" TLS 1.2 suites (IANA names as sslyze reports them); TLS 1.3 suites are all AEAD.
 INTERMEDIATE_TLS12 = {
@@ -33,13 +34,21 @@ INTERMEDIATE_TLS12 = {
 }
 
 
-def get(path: str, *, tls: bool = True, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+@pytest.fixture
+def address(host: testinfra.host.Host) -> str:
+    """The host's address, where the test runner (on the Docker network's gateway) reaches it."""
+    return ADDRESSES[host.backend.get_hostname()]
+
+
+def get(
+    address: str, path: str, *, tls: bool = True, headers: dict[str, str] | None = None
+) -> http.client.HTTPResponse:
     if tls:
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            ADDRESS, 443, timeout=15, context=ssl._create_unverified_context()
+            address, 443, timeout=15, context=ssl._create_unverified_context()
         )
     else:
-        conn = http.client.HTTPConnection(ADDRESS, 80, timeout=15)
+        conn = http.client.HTTPConnection(address, 80, timeout=15)
     conn.request("GET", path, headers={"Host": NAME, **(headers or {})})
     response = conn.getresponse()
     response.body = response.read()  # type: ignore[attr-defined]
@@ -48,12 +57,24 @@ def get(path: str, *, tls: bool = True, headers: dict[str, str] | None = None) -
 
 
 @pytest.fixture(scope="module")
-def sslyze_result():
+def sslyze_scans() -> dict[str, object]:
+    """sslyze's results per address, each scanned once for the tests that read it."""
+    return {}
+
+
+@pytest.fixture
+def sslyze_result(sslyze_scans: dict[str, object], address: str):
+    if address not in sslyze_scans:
+        sslyze_scans[address] = scan(address)
+    return sslyze_scans[address]
+
+
+def scan(address: str):
     scanner = Scanner()
     scanner.queue_scans(
         [
             ServerScanRequest(
-                server_location=ServerNetworkLocation(hostname=NAME, port=443, ip_address=ADDRESS),
+                server_location=ServerNetworkLocation(hostname=NAME, port=443, ip_address=address),
                 scan_commands={
                     ScanCommand.SSL_2_0_CIPHER_SUITES,
                     ScanCommand.SSL_3_0_CIPHER_SUITES,
@@ -95,15 +116,15 @@ def test_sslyze_sees_hsts(sslyze_result) -> None:
     assert headers.strict_transport_security_header.max_age >= 31536000
 
 
-def test_http_redirects_to_https_but_health() -> None:
-    response = get("/some/page?x=1", tls=False)
+def test_http_redirects_to_https_but_health(address: str) -> None:
+    response = get(address, "/some/page?x=1", tls=False)
     assert response.status == 301
     assert response.getheader("Location") == f"https://{NAME}/some/page?x=1"
-    assert get("/health", tls=False).status in (200, 503)
+    assert get(address, "/health", tls=False).status in (200, 503)
 
 
-def test_security_headers_and_server_tokens() -> None:
-    response = get("/")
+def test_security_headers_and_server_tokens(address: str) -> None:
+    response = get(address, "/")
     assert response.status == 200
     assert b"molecule apache site" in response.body  # type: ignore[attr-defined]
     assert response.getheader("Server") == "Apache"
@@ -113,8 +134,8 @@ def test_security_headers_and_server_tokens() -> None:
     assert response.getheader("Strict-Transport-Security") == "max-age=63072000"
 
 
-def test_compression_and_static_caching() -> None:
-    response = get("/style.css", headers={"Accept-Encoding": "gzip"})
+def test_compression_and_static_caching(address: str) -> None:
+    response = get(address, "/style.css", headers={"Accept-Encoding": "gzip"})
     assert response.status == 200
     assert response.getheader("Content-Encoding") == "gzip"
     assert b"font-family" in gzip.decompress(response.body)  # type: ignore[attr-defined]
@@ -130,17 +151,17 @@ def distribution_php(host: testinfra.host.Host) -> str:
     return match.group(1)
 
 
-def test_php_runs_through_fpm_with_event_mpm(host: testinfra.host.Host) -> None:
-    body = get("/info.php").body  # type: ignore[attr-defined]
+def test_php_runs_through_fpm_with_event_mpm(host: testinfra.host.Host, address: str) -> None:
+    body = get(address, "/info.php").body  # type: ignore[attr-defined]
     assert body.decode() == f"php {distribution_php(host)} fpm-fcgi\n"
-    assert "X-Powered-By" not in str(get("/info.php").headers)
+    assert "X-Powered-By" not in str(get(address, "/info.php").headers)
     modules = host.check_output("apache2ctl -M 2>/dev/null")
     assert "mpm_event_module" in modules
     assert "php" not in modules.replace("proxy_fcgi", "")
 
 
-def test_server_status_only_from_localhost(host: testinfra.host.Host) -> None:
-    assert get("/server-status").status == 403
+def test_server_status_only_from_localhost(host: testinfra.host.Host, address: str) -> None:
+    assert get(address, "/server-status").status == 403
     local = host.check_output(
         'python3 -c "import ssl, urllib.request; print(urllib.request.urlopen('
         "'https://localhost/server-status?auto', context=ssl._create_unverified_context()).read().decode())\""
@@ -148,8 +169,8 @@ def test_server_status_only_from_localhost(host: testinfra.host.Host) -> None:
     assert "ServerMPM: event" in local
 
 
-def test_health_reports_database_unreachable() -> None:
-    response = get("/health")
+def test_health_reports_database_unreachable(address: str) -> None:
+    response = get(address, "/health")
     assert response.status == 503
     assert b'"database":"unreachable"' in response.body  # type: ignore[attr-defined]
     assert response.getheader("Cache-Control") == "no-store"
@@ -160,10 +181,10 @@ def test_health_config_is_secret(host: testinfra.host.Host) -> None:
     assert (config.user, config.group, config.mode) == ("root", "www-data", 0o640)
 
 
-def test_dotfiles_and_listings_refused(host: testinfra.host.Host) -> None:
+def test_dotfiles_and_listings_refused(host: testinfra.host.Host, address: str) -> None:
     host.check_output("mkdir -p /srv/www/.git /srv/www/empty && echo secret > /srv/www/.git/config")
-    assert get("/.git/config").status == 403
-    assert get("/empty/").status in (403, 404)
+    assert get(address, "/.git/config").status == 403
+    assert get(address, "/empty/").status in (403, 404)
 
 
 def test_firewall_opens_80_and_443(host: testinfra.host.Host) -> None:

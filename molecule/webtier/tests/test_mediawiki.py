@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import testinfra
 
-ADDRESS = "172.31.11.11"
+ADDRESS = "172.31.10.12"
 NAME = "wiki.mediawiki.isikhnas.internal"
-DB_CONTAINER = "mediawiki-db1"
+DB_CONTAINER = "webtier-db1"
 DB_NAME = "isikhnas_wiki"
 SCHEMA = "mediawiki"
 ADMIN = ("Admin", "molecule-only-admin-password")
@@ -26,7 +26,7 @@ ADMIN = ("Admin", "molecule-only-admin-password")
 CA = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "pki" / "ca.crt"
 TITLE = "Molecule_API_edit"
 # The host fixture is the wiki server only (the database is queried with docker exec).
-testinfra_hosts = ["ansible://mediawiki-wiki1"]
+testinfra_hosts = ["ansible://webtier-wiki1"]
 
 
 class _VerifiedConnection(http.client.HTTPSConnection):

@@ -7,7 +7,7 @@ import socket
 import pytest
 import testinfra
 
-ADDRESSES = {"common-bookworm": "172.31.1.11", "common-trixie": "172.31.1.12"}
+ADDRESSES = {"platform-bookworm": "172.31.1.11", "platform-trixie": "172.31.1.12"}
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import testinfra
 
 PKI = "/etc/isikhnas/pki"
-ADDRESSES = {"pki-bookworm": "172.31.5.11", "pki-trixie": "172.31.5.12"}
+ADDRESSES = {"platform-bookworm": "172.31.1.11", "platform-trixie": "172.31.1.12"}
 DOMAIN = "pki.isikhnas.internal"
 
 

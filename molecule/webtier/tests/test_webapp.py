@@ -20,7 +20,7 @@ DB = "172.31.10.21"
 NAME = "app.webapp.isikhnas.internal"
 ROOT = "/srv/isikhnas/app"
 # The host fixture is the web server only (the database server is reached through the page).
-testinfra_hosts = ["ansible://webapp-web1"]
+testinfra_hosts = ["ansible://webtier-web1"]
 
 
 def status() -> dict:
