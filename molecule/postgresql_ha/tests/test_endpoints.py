@@ -4,7 +4,7 @@ every node has the same libpq services, and the private Route 53 record db-prima
 from __future__ import annotations
 
 import psycopg2
-from cluster import ADDRESSES, CLIENT, NAMES, dns_primary, node, service, writer_dsn
+from cluster import ADDRESSES, CLIENT, NAMES, dns_primary, node, service, sql, writer_dsn
 
 
 def test_every_node_publishes_the_same_endpoints() -> None:
@@ -40,8 +40,13 @@ def test_db_primary_record_names_the_primary() -> None:
 
 def test_hook_is_wired_into_repmgr() -> None:
     conf = node("ha-db2").file("/etc/repmgr.conf").content_string
-    assert "event_notification_command='/usr/local/sbin/isikhnas-db-primary-dns --event %e --success %s " in conf
-    # a standby never moves the record, whatever event it is told about
+    hooks = next(line for line in conf.splitlines() if line.startswith("event_notification_command="))
+    assert "/usr/local/sbin/isikhnas-witness-upstream %n %s repmgr " in hooks
+    assert "/usr/local/sbin/isikhnas-db-primary-dns --event %e --success %s " in hooks
+    # a standby moves neither the witness's record nor the DNS record, whatever event it is told about
+    witness_upstream = "SELECT upstream_node_id FROM repmgr.nodes WHERE type = 'witness'"
+    node("ha-db2").check_output("runuser -u postgres -- /usr/local/sbin/isikhnas-witness-upstream 2 1 repmgr")
+    assert sql("ha-db1", witness_upstream, "repmgr") == "1"
     out = node("ha-db2").check_output(
         "runuser -u postgres -- /usr/local/sbin/isikhnas-db-primary-dns --event standby_promote --success 1"
     )
