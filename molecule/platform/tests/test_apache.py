@@ -10,6 +10,7 @@ import ssl
 
 import pytest
 import testinfra
+from hosts import ADDRESSES
 from sslyze import (
     ScanCommand,
     Scanner,
@@ -18,7 +19,6 @@ from sslyze import (
     ServerScanStatusEnum,
 )
 
-ADDRESSES = {"platform-bookworm": "172.31.1.11", "platform-trixie": "172.31.1.12"}
 NAME = "www.apache.isikhnas.internal"
 # Mozilla "intermediate" TLS 1.2 suites (IANA names as sslyze reports them); TLS 1.3 suites are all AEAD.
 INTERMEDIATE_TLS12 = {

@@ -6,8 +6,7 @@ import socket
 
 import pytest
 import testinfra
-
-ADDRESSES = {"platform-bookworm": "172.31.1.11", "platform-trixie": "172.31.1.12"}
+from hosts import ADDRESSES
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from contextlib import contextmanager
 
 import pytest
 import testinfra
+from hosts import ADDRESSES
 
 PKI = "/etc/isikhnas/pki"
-ADDRESSES = {"platform-bookworm": "172.31.1.11", "platform-trixie": "172.31.1.12"}
 DOMAIN = "pki.isikhnas.internal"
 
 

@@ -10,9 +10,10 @@ import ssl
 import subprocess
 from pathlib import Path
 
+from hosts import ADDRESSES
+
 CONVERGE = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"
 INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
-ADDRESSES = {"platform-bookworm": "172.31.1.11", "platform-trixie": "172.31.1.12"}
 NAME = "www.apache.isikhnas.internal"
 RELOADS = "grep -c 'resuming normal operations' /var/log/apache2/error.log || true"
 SITE_FILE = "/etc/apache2/sites-available/isikhnas-www.conf"
