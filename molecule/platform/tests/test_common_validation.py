@@ -1,7 +1,9 @@
 """Bad variables stop role `common` with a clear message before it changes anything.
 
-Each case converges the scenario's (already converged) hosts with one wrong value: every host must fail,
-the message must name the variable, and every host's recap must say changed=0. Runs once for all hosts.
+All cases run in one ansible-playbook run on the scenario's (already converged) hosts (refusal.refuse_all): on
+every host each must fail in the role's argument spec or tasks/validate.yml with a message naming the variable,
+and the run must report changed=0. One case also runs as an operator would: converge.yml with -e fails every
+host with changed=0.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from refusal import assert_refused_before_any_change
+from refusal import assert_refused_before_any_change, inventory_hosts, refuse_all
 
 CONVERGE = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"
 
@@ -32,9 +34,22 @@ CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def problems(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    work = tmp_path_factory.mktemp("common-cases")
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    hosts = inventory_hosts(inventory, "fleet")
+    cases = {name: (hosts, extra, variable) for name, (extra, variable) in CASES.items()}
+    return refuse_all(inventory, "common", cases, work)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_value_fails_before_any_change(case: str, tmp_path: Path) -> None:
-    extra, variable = CASES[case]
+def test_bad_value_fails_before_any_change(case: str, problems: dict[str, str]) -> None:
+    assert problems[case] == ""
+
+
+def test_bad_value_fails_the_converge_with_no_change(tmp_path: Path) -> None:
+    extra, variable = CASES["unknown time zone"]
     vars_file = tmp_path / "bad.json"
     vars_file.write_text(json.dumps(extra))
     run = subprocess.run(
@@ -43,4 +58,4 @@ def test_bad_value_fails_before_any_change(case: str, tmp_path: Path) -> None:
         text=True,
         check=False,
     )
-    assert_refused_before_any_change(case, variable, run)
+    assert_refused_before_any_change("unknown time zone", variable, run)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from ansible.parsing.vault import VaultLib, VaultSecret
 from cryptography.hazmat.primitives import serialization
-from refusal import RECAP, assert_refused_before_any_change
+from refusal import RECAP, assert_refused_before_any_change, inventory_hosts, refuse_all
 
 CONVERGE = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"
 INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
@@ -24,10 +24,7 @@ VAULT_PASSWORD = "molecule-platform-throwaway"
 
 
 def hosts() -> list[str]:
-    out = subprocess.run(
-        ["ansible-inventory", "-i", str(INVENTORY), "--list"], capture_output=True, text=True, check=True
-    ).stdout
-    return sorted(json.loads(out)["fleet"]["hosts"])
+    return inventory_hosts(str(INVENTORY), "fleet")
 
 
 def on(host: str, command: str) -> str:
@@ -128,8 +125,19 @@ CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def problems(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """All cases in one run (refusal.refuse_all): each must fail on every host in the role's validation."""
+    cases = {name: (hosts(), extra, variable) for name, (extra, variable) in CASES.items()}
+    return refuse_all(str(INVENTORY), "pki", cases, tmp_path_factory.mktemp("pki-cases"))
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_value_fails_before_any_change(case: str) -> None:
-    extra, variable = CASES[case]
-    run = converge(extra)
-    assert_refused_before_any_change(case, variable, run)
+def test_bad_value_fails_before_any_change(case: str, problems: dict[str, str]) -> None:
+    assert problems[case] == ""
+
+
+def test_bad_value_fails_the_converge_with_no_change() -> None:
+    """One case as an operator would run it: the scenario's converge (tag pki) with -e."""
+    extra, variable = CASES["duplicate name"]
+    assert_refused_before_any_change("duplicate name", variable, converge(extra))

@@ -1,7 +1,8 @@
 """Never two primaries (issue 13). Runs after the replication tests and before the failover tests.
 
-- One link cut between the primary and one standby, both still reaching the third node: 5 times idle and 5
-  times under a continuous write load, then one asymmetric cut (one direction dropped) and one flapping link.
+- One link cut between the primary and one standby, both still reaching the third node: to each standby once
+  idle and once under a continuous write load, then one asymmetric cut (one direction dropped) and one flapping
+  link, both under load.
   At every sampled moment at most one node accepts writes (answers pg_is_in_recovery() = f), writes are
   acknowledged again within 10 s (median), and no acknowledged write is lost.
 - A second primary made by hand (a standby promoted behind repmgr's back): the guard fences the one the others
@@ -172,9 +173,11 @@ def one_cut(index: int, load: bool, kind: str) -> tuple[float | None, list[tuple
 
 
 def test_one_link_cuts_never_make_two_primaries(healed: None) -> None:
-    runs = [(i, False, "symmetric") for i in range(5)]
-    runs += [(5 + i, True, "symmetric") for i in range(5)]
-    runs += [(10, True, "asymmetric"), (11, True, "flapping")]
+    # Every shape once per standby where it matters: a symmetric cut to each standby idle and under load, then one
+    # asymmetric and one flapping cut under load. (The repeated runs that measure the spread are bench/failover's.)
+    runs = [(i, False, "symmetric") for i in range(2)]
+    runs += [(2 + i, True, "symmetric") for i in range(2)]
+    runs += [(4, True, "asymmetric"), (5, True, "flapping")]
     gaps, doubles, samples = [], [], 0
     for index, load, kind in runs:
         gap, double, count = one_cut(index, load, kind)

@@ -3,11 +3,16 @@ the pipeline database with the test reporters registered."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import testinfra
 from helpers import REPORTER_EMAIL, REPORTER_PHONE, Aws, Db
+
+# The bad-variable checks the scenarios share (molecule/shared/refusal.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
 
 @pytest.fixture(scope="session")
