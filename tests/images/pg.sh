@@ -6,9 +6,11 @@
 # What the layer installs is what role `postgresql` installs (roles/postgresql/vars: the server for the
 # release's PostgreSQL version, PostGIS, the client and psycopg2), after the same createcluster.d drop-in the
 # role writes first (so the default cluster is the one the role would get: checksums, peer and scram), and
-# python3-boto3 (role repmgr's promotion hook). Not repmgr: scenario postgresql_ha's check run on fresh hosts
-# shows that role's path with its package absent. The tag hashes this file, the base recipe and the role files
-# the lists come from: the layer is rebuilt when any of them changes.
+# python3-boto3 (role repmgr's promotion hook). The default cluster is created at each container's first boot
+# (isikhnas-test-createcluster.service), not in the image: each gets its own system identifier. Not repmgr:
+# scenario postgresql_ha's check run on fresh hosts shows that role's path with its package absent. The tag
+# hashes this file, the base recipe and the role files the lists come from: the layer is rebuilt when any of
+# them changes.
 build_pg() {
   local suite=$1 project major line image container base="isikhnas-base-$1:$recipe_hash"
   project=$(cd "$here/../.." && pwd)
@@ -31,6 +33,25 @@ build_pg() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-$MAJOR" "postgresql-$MAJOR-postgis-3" \
       postgresql-client-common python3-psycopg2 ssl-cert python3-boto3 >/dev/null
+    # No cluster in the image: every container would share its system identifier, which repmgr rightly
+    # refuses for a witness. Each container creates its own at first boot, as the package would have.
+    pg_dropcluster --stop "$MAJOR" main
+    cat >/etc/systemd/system/isikhnas-test-createcluster.service <<UNIT
+[Unit]
+Description=Create the default PostgreSQL cluster, as installing the package would (test image layer)
+ConditionPathExists=!/etc/postgresql/$MAJOR/main
+ConditionPathExists=/usr/lib/postgresql/$MAJOR/bin/initdb
+After=local-fs.target
+Before=postgresql.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/pg_createcluster --start $MAJOR main
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    ln -s /etc/systemd/system/isikhnas-test-createcluster.service /etc/systemd/system/multi-user.target.wants/
     rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
     mkdir -p /var/lib/apt/lists/partial
     touch -d 2000-01-01 /var/lib/apt/lists /var/lib/apt/lists/partial'

@@ -75,7 +75,7 @@ def test_kill_9_mid_message_is_restarted_and_processed_exactly_once(
 
 def test_converges_restart_only_what_changed(hosts: dict[str, testinfra.host.Host], tmp_path: Path) -> None:
     """Three converges, each checked for which daemons got a new InvocationID (a converge without changes,
-    restarting nothing, is the idempotence step's changed=0):
+    restarting nothing, is step 3's messaging host and the lab's second converge):
 
     1. one daemon's environment changes: only that daemon restarts; the other host reports changed=0;
     2. a new build of the package (same version) whose only change is in the reporter's module reaches the worker
