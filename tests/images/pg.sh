@@ -1,7 +1,8 @@
 # Recipe of the PostgreSQL package layer (sourced by tests/images/build): a base image with the database
 # packages already installed, for scenarios whose hosts need PostgreSQL + PostGIS but do not test installing it
-# (postgresql_ha, the database host of webtier, the worker of python_daemons). Installing the PostGIS stack takes
-# minutes per container; scenario `postgresql` and the lab still install it on plain base images.
+# (the data nodes of postgresql_ha, the database host of webtier, the worker of python_daemons). Installing the
+# PostGIS stack takes minutes per container; scenario `postgresql`, the witness and the lab still install it on
+# plain base images.
 #
 # What the layer installs is what role `postgresql` installs (roles/postgresql/vars: the server for the
 # release's PostgreSQL version, PostGIS, the client and psycopg2), after the same createcluster.d drop-in the
